@@ -1,0 +1,210 @@
+"""Primal-Attention (Chen, Tao, Tonin, Suykens; NeurIPS 2023): self-attention as an asymmetric kernel SVD
+in primal representation. See :mod:`core.ops.primal` for the math.
+
+Per head h with p = D / H and s = ``low_rank``:
+
+    e = phi(q) W_e,  r = phi(k) W_r,  out_h = Linear_{2s -> p}([e, r])   (shared across heads)
+
+followed by the usual output projection. There is no value projection and no N x N matrix. Non-causal layers
+use data-dependent W_{.|X} = X~^T W~ from n = min(N_max, s * rank_multi) evenly spaced tokens of the layer
+input; causal layers use plain parameters W ~ (H, p, s) on running prefix means of q and k, and decode
+incrementally from running sums.
+
+The KSVD regulariser of every forward pass is recorded and collected by :func:`core.losses.ksvd_loss`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.attention.base import ProjectedAttention
+from core.ops.primal import (
+    cosine_features,
+    data_dependent_weights,
+    evenly_spaced_positions,
+    ksvd_energy,
+    ksvd_objective,
+    ksvd_trace,
+    prefix_mean,
+)
+from core.registry import register_attention
+
+KSVD_HISTORY = 16
+
+
+@register_attention(
+    "primal",
+    causal=True,
+    key_padding_mask=True,
+    approximates=None,
+    incremental=True,
+    complexity="O(N s d)",
+    summary="asymmetric kernel SVD in primal form: [phi(q) W_e, phi(k) W_r] -> head (Chen et al., NeurIPS 2023)",
+)
+class PrimalAttention(ProjectedAttention):
+    """Primal-Attention layer.
+
+    Args:
+        dim (int): model width D.
+        num_heads (int): heads H; the head width p = D / H.
+        causal (bool): causal form (prefix means, data-independent W). Default: False.
+        low_rank (int): s, the number of singular directions (the paper's ``low_rank``). Default: 20.
+        rank_multi (int): m; the non-causal form samples n = s * m tokens. Default: 10.
+        max_seq_len (int, optional): the longest sequence the layer will see; caps n at it (n = min(N, s m)
+            in the time-series and DeiT code). Default: None (no cap).
+        ksvd_reduction (str): "sample" (square per sample, then mean: time series, RL, NLP) or "batch"
+            (mean over the batch, then square: LRA, DeiT). Default: "sample".
+        original_padding (bool): reproduce the official code, which samples padded tokens and averages the
+            KSVD terms over them. Default False: padding never changes a real token's output.
+        **kwargs: ``qkv_bias``, ``out_bias``, ``dropout`` of :class:`ProjectedAttention`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        causal: bool = False,
+        *,
+        low_rank: int = 20,
+        rank_multi: int = 10,
+        max_seq_len: int | None = None,
+        ksvd_reduction: str = "sample",
+        original_padding: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dim, num_heads, causal, uses_values=False, **kwargs)
+        if low_rank < 1 or rank_multi < 1:
+            raise ValueError(f"low_rank and rank_multi must be >= 1, got {low_rank} and {rank_multi}")
+        if ksvd_reduction not in ("sample", "batch"):
+            raise ValueError(f"ksvd_reduction must be 'sample' or 'batch', got {ksvd_reduction!r}")
+        self.low_rank = low_rank
+        self.rank_multi = rank_multi
+        self.ksvd_reduction = ksvd_reduction
+        self.original_padding = original_padding
+        if causal:
+            rows = self.head_dim
+            self.num_samples = 0
+        else:
+            rows = low_rank * rank_multi if max_seq_len is None else min(max_seq_len, low_rank * rank_multi)
+            self.num_samples = rows
+        # W~_e, W~_r: (H, n, s) data-dependent, or (H, p, s) plain parameters in the causal form
+        self.weight_e = nn.Parameter(torch.empty(num_heads, rows, low_rank))
+        self.weight_r = nn.Parameter(torch.empty(num_heads, rows, low_rank))
+        self.lambdas = nn.Parameter(torch.empty(num_heads, low_rank))
+        self.score_proj = nn.Linear(2 * low_rank, self.head_dim)
+        self._ksvd_records: deque = deque(maxlen=KSVD_HISTORY)
+        self.reset_primal_parameters()
+
+    def reset_primal_parameters(self) -> None:
+        """The official initialisation: orthogonal_ on the 3-d tensors (rows of the flattened (H, n*s)
+        matrix are orthonormal), Lambda ~ U(0, 1)."""
+        nn.init.orthogonal_(self.weight_e)
+        nn.init.orthogonal_(self.weight_r)
+        nn.init.uniform_(self.lambdas)
+
+    def extra_repr(self) -> str:
+        samples = "" if self.causal else f", num_samples={self.num_samples}"
+        return f"{super().extra_repr()}, low_rank={self.low_rank}{samples}"
+
+    def scores(
+        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection scores e and r, each ``(B, H, N, s)``, for a checked input ``x: (B, N, D)``."""
+        q = self.split_heads(self.q_proj(x))
+        k = self.split_heads(self.k_proj(x))
+        mask = None if self.original_padding else key_padding_mask
+        if self.causal:
+            q_feat = cosine_features(prefix_mean(q, mask))
+            k_feat = cosine_features(prefix_mean(k, mask))
+            return torch.matmul(q_feat, self.weight_e), torch.matmul(k_feat, self.weight_r)
+        positions = evenly_spaced_positions(self.num_samples, x.shape[1], mask, batch=x.shape[0])
+        x_heads = self.split_heads(x)
+        weight_e = data_dependent_weights(x_heads, positions, self.weight_e)  # (B, H, p, s)
+        weight_r = data_dependent_weights(x_heads, positions, self.weight_r)
+        return torch.matmul(cosine_features(q), weight_e), torch.matmul(cosine_features(k), weight_r)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Primal-Attention.
+
+        Args:
+            x (torch.Tensor): ``(B, N, D)``.
+            key_padding_mask (torch.Tensor, optional): bool ``(B, N)``, True = real token.
+
+        Returns:
+            torch.Tensor: ``(B, N, D)``.
+        """
+        mask = self.check_input(x, key_padding_mask)
+        e, r = self.scores(x, mask)
+        self._record_ksvd(e, r, None if self.original_padding else mask)
+        return self.out_proj(self.dropout(self.merge_heads(self._heads_from_scores(e, r))))
+
+    def _heads_from_scores(self, e: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        # Linear_{2s -> p}([e, r]) without materialising the concatenation
+        w = self.score_proj.weight
+        s = self.low_rank
+        out = torch.matmul(e, w[:, :s].t().to(e.dtype)) + torch.matmul(r, w[:, s:].t().to(r.dtype))
+        return out + self.score_proj.bias.to(out.dtype)
+
+    def _record_ksvd(self, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor | None) -> None:
+        self._ksvd_records.append((ksvd_energy(e, self.lambdas, mask), ksvd_energy(r, self.lambdas, mask)))
+
+    def pop_ksvd_loss(self) -> torch.Tensor | None:
+        """L_KSVD = (E + R - T)^2 of the forward passes since the last call (None if there were none).
+
+        With several passes (e.g. the two encodings of a dual encoder), E and R are averaged over them
+        first, as the official LRA code does.
+        """
+        if not self._ksvd_records:
+            return None
+        energies_e, energies_r = zip(*self._ksvd_records)
+        self._ksvd_records.clear()
+        energy_e = _average_per_sample(energies_e)
+        energy_r = _average_per_sample(energies_r)
+        return ksvd_objective(energy_e, energy_r, ksvd_trace(self.weight_e, self.weight_r), self.ksvd_reduction)
+
+    def clear_ksvd(self) -> None:
+        """Drop recorded KSVD terms (e.g. after evaluation passes)."""
+        self._ksvd_records.clear()
+
+    def projection_floor(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.q_proj(x) + self.k_proj(x))
+
+    def attention_matrix(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The asymmetric kernel matrix ``phi(q) phi(k)^T`` ``(B, H, N, N)`` whose SVD the layer learns
+        (masked and causal as the layer is)."""
+        mask = self.check_input(x, key_padding_mask)
+        q = self.split_heads(self.q_proj(x))
+        k = self.split_heads(self.k_proj(x))
+        if self.causal:
+            q, k = prefix_mean(q, mask), prefix_mean(k, mask)
+        kernel = torch.matmul(cosine_features(q), cosine_features(k).transpose(-1, -2))
+        if mask is not None:
+            kernel = kernel * mask[:, None, None, :].to(kernel.dtype)
+        return kernel.tril() if self.causal else kernel
+
+    def step(self, x_t: torch.Tensor, state: dict[str, Any] | None = None):
+        """Decode one token ``x_t: (B, D)`` from running sums of q and k; returns ``(B, D)`` and the state."""
+        self.check_step_input(x_t)
+        q = self.q_proj(x_t).view(x_t.shape[0], self.num_heads, self.head_dim)
+        k = self.k_proj(x_t).view(x_t.shape[0], self.num_heads, self.head_dim)
+        if state:
+            q_sum, k_sum, count = state["q_sum"] + q, state["k_sum"] + k, state["count"] + 1
+        else:
+            q_sum, k_sum, count = q, k, 1
+        e = torch.matmul(cosine_features(q_sum / count).unsqueeze(-2), self.weight_e)  # (B, H, 1, s)
+        r = torch.matmul(cosine_features(k_sum / count).unsqueeze(-2), self.weight_r)
+        y = self.out_proj(self.merge_heads(self._heads_from_scores(e, r)))[:, 0]
+        return y, {"q_sum": q_sum, "k_sum": k_sum, "count": count}
+
+
+def _average_per_sample(values: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    if len(values) == 1:
+        return values[0]
+    if all(v.shape == values[0].shape for v in values):
+        return torch.stack(values).mean(dim=0)
+    return torch.cat(values)
+

@@ -1,0 +1,109 @@
+"""``python -m core.bench``: time and peak memory of forward+backward per mechanism and sequence length.
+
+Every configuration runs in a fresh process. Prints a table, writes ``bench.json`` and ``bench.png`` (log-log
+time and memory vs N) to ``--out``. Ratios are against exact softmax (SDPA) of the same run and, with
+``--floor``, against each mechanism's own projection layers run alone (its GEMM floor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.bench.peers import PEERS, installed_peers
+from core.bench.report import format_table, plot_results
+from core.bench.runner import run_sweep
+from core.engine.logging import write_json
+from core.registry import attention_info, list_attentions
+
+QUICK_LENGTHS = [1024, 4096]
+DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.bench",
+        description="Benchmark attention mechanisms: forward+backward time and peak memory vs sequence length.",
+    )
+    parser.add_argument("--mechanisms", nargs="+", default=None,
+                        help="registry names to run (default: every registered mechanism able to run the mode)")
+    parser.add_argument("--lengths", nargs="+", type=int, default=None,
+                        help=f"sequence lengths N (default {DEFAULT_LENGTHS}; --quick uses {QUICK_LENGTHS})")
+    parser.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
+    parser.add_argument("--dim", type=int, default=512, help="model width D (default 512)")
+    parser.add_argument("--heads", type=int, default=8, help="number of heads H (default 8)")
+    parser.add_argument("--causal", action="store_true", help="benchmark the causal forms")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"],
+                        help="parameter and input dtype (default float32)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per run (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up; median is reported")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time each mechanism's projection layers alone (its GEMM floor)")
+    parser.add_argument("--peers", action="store_true",
+                        help=f"also run the installed public packages ({', '.join(PEERS)})")
+    parser.add_argument("--options", default="{}",
+                        help='JSON of per-mechanism options, e.g. \'{"primal": {"low_rank": 30}}\'')
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before one configuration is abandoned")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a two-minute tour: lengths {QUICK_LENGTHS}, one repeat")
+    parser.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png (default runs/bench)")
+    parser.add_argument("--report", default=None,
+                        help="write the table (bench.md), JSON and plot into this folder too (e.g. docs/results)")
+    return parser.parse_args(argv)
+
+
+def choose_targets(args: argparse.Namespace) -> list[str]:
+    names = args.mechanisms or list_attentions(causal=True if args.causal else None)
+    for name in names:
+        info = attention_info(name)  # raises a clear KeyError for unknown names
+        if args.causal and not info.causal:
+            raise SystemExit(f"error: {name!r} has no causal form; causal mechanisms: {list_attentions(causal=True)}")
+    if "softmax" not in names:
+        names = ["softmax", *names]
+    targets = list(names)
+    if args.floor:
+        targets += [f"{name}:floor" for name in names if name != "softmax"]
+    if args.peers:
+        available = installed_peers()
+        if not available:
+            print("note: --peers given but none of the peer packages is installed (pip install -e '.[bench]')")
+        targets += [f"peer:{peer}" for peer in available if not (args.causal and peer == "nystrom")]
+    return targets
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"error: --options is not valid JSON ({error})") from error
+    lengths = args.lengths or (QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS)
+    repeats = 1 if args.quick else args.repeats
+    targets = choose_targets(args)
+    common = dict(batch=args.batch, dim=args.dim, heads=args.heads, causal=args.causal, dtype=args.dtype,
+                  device=args.device, repeats=repeats, threads=args.threads)
+    results = run_sweep(targets, lengths, common, options, timeout=args.timeout)
+    table = format_table(results)
+    print(table)
+    out = Path(args.out)
+    folders = [out] + ([Path(args.report)] if args.report else [])
+    for folder in folders:
+        suffix = "_causal" if args.causal else ""
+        write_json({"config": {**common, "lengths": lengths, "options": options}, "results": results},
+                   folder / f"bench{suffix}.json")
+        plot_results(results, folder / f"bench{suffix}.png", title=_title(args))
+        (folder / f"bench{suffix}.md").write_text(table + "\n")
+    print(f"wrote {', '.join(str(f) for f in folders)}")
+    return 0
+
+
+def _title(args: argparse.Namespace) -> str:
+    mode = "causal" if args.causal else "non-causal"
+    return f"{mode}, B={args.batch}, D={args.dim}, H={args.heads}, {args.dtype}, {args.device}, fwd+bwd"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

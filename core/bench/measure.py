@@ -1,0 +1,129 @@
+"""Measure one configuration in this process: forward+backward time and peak memory.
+
+Run by :mod:`core.bench.runner` in a fresh process per configuration, so allocator state and peak-memory
+counters of one configuration never leak into another. Peak memory is ``max_memory_allocated`` on CUDA and
+the resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) above the pre-run
+baseline on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.bench.peers import build_peer
+
+
+@dataclass
+class BenchConfig:
+    """One point of a sweep. ``target`` is a registry name, ``peer:<package>`` or ``<name>:floor``."""
+
+    target: str
+    length: int
+    batch: int = 1
+    dim: int = 512
+    heads: int = 8
+    causal: bool = False
+    dtype: str = "float32"
+    device: str = "cpu"
+    repeats: int = 3
+    threads: int = 2
+    options: dict = field(default_factory=dict)
+
+
+def _status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_cpu_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def build_module(config: BenchConfig) -> tuple[torch.nn.Module, bool]:
+    """The module to time and whether to time its projection floor instead of its forward."""
+    from core.registry import build_attention
+
+    name, floor = config.target, False
+    if name.endswith(":floor"):
+        name, floor = name[: -len(":floor")], True
+    if name.startswith("peer:"):
+        module = build_peer(name[len("peer:") :], config.dim, config.heads, config.causal, config.length)
+    else:
+        module = build_attention(name, config.dim, config.heads, causal=config.causal, **config.options)
+    return module, floor
+
+
+def measure(config: BenchConfig) -> dict:
+    """Time forward+backward of ``config`` and measure its peak memory; returns a JSON-able dict."""
+    torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    dtype = getattr(torch, config.dtype)
+    module, floor = build_module(config)
+    module = module.to(device=device, dtype=dtype)
+    x = torch.randn(config.batch, config.length, config.dim, device=device, dtype=dtype, requires_grad=True)
+    run = module.projection_floor if floor else module
+
+    def step() -> None:
+        out = run(x)
+        out.float().pow(2).mean().backward()
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    step()  # warm-up: allocator, kernels, lazy init
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+    else:
+        _reset_cpu_peak()
+        baseline = _status_kb("VmRSS") * 1024
+    times = []
+    for _ in range(max(config.repeats, 1)):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - baseline
+    else:
+        peak = _status_kb("VmHWM") * 1024 - baseline
+    return {
+        **asdict(config),
+        "status": "ok",
+        "time_ms": 1000 * statistics.median(times),
+        "peak_mb": max(peak, 0) / 2**20,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the worker process: one JSON config in argv[1], one JSON line on stdout."""
+    argv = sys.argv[1:] if argv is None else argv
+    config = BenchConfig(**json.loads(argv[0]))
+    try:
+        result = measure(config)
+    except (RuntimeError, MemoryError, ValueError, ImportError, KeyError) as error:
+        oom = isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+        result = {**asdict(config), "status": "oom" if oom else "error", "error": str(error)[:500]}
+    print("BENCH_RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Tables and plots of benchmark results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _index(results: list[dict]) -> dict[tuple[str, int], dict]:
+    return {(r["target"], r["length"]): r for r in results}
+
+
+def format_table(results: list[dict]) -> str:
+    """Markdown table: time and memory per target and N, with ratios to softmax and to the target's floor."""
+    index = _index(results)
+    header = "| mechanism | N | time (ms) | peak mem (MB) | time / softmax | mem / softmax | time / floor | status |"
+    lines = [header, "|" + "---|" * 8]
+    for row in results:
+        target, n = row["target"], row["length"]
+        if row.get("status") != "ok":
+            lines.append(f"| {target} | {n} | - | - | - | - | - | {row.get('status')} |")
+            continue
+        base = index.get(("softmax", n))
+        floor = index.get((f"{target}:floor", n))
+        time_ratio = _ratio(row, base, "time_ms")
+        mem_ratio = _ratio(row, base, "peak_mb")
+        floor_ratio = _ratio(row, floor, "time_ms")
+        lines.append(
+            f"| {target} | {n} | {row['time_ms']:.1f} | {row['peak_mb']:.1f} | {time_ratio} | {mem_ratio} | "
+            f"{floor_ratio} | ok |"
+        )
+    return "\n".join(lines)
+
+
+def _ratio(row: dict, base: dict | None, key: str) -> str:
+    if not base or base.get("status") != "ok" or not base.get(key):
+        return "-"
+    return f"{row[key] / base[key]:.2f}x"
+
+
+def plot_results(results: list[dict], path: str | Path, title: str = "") -> Path | None:
+    """Log-log time and memory vs N, one line per target (floors dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r.get("status") == "ok"]
+    if not ok:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for target in dict.fromkeys(r["target"] for r in ok):
+        rows = sorted((r for r in ok if r["target"] == target), key=lambda r: r["length"])
+        style = "--" if target.endswith(":floor") else "-"
+        lengths = [r["length"] for r in rows]
+        axes[0].plot(lengths, [r["time_ms"] for r in rows], style, marker="o", label=target)
+        axes[1].plot(lengths, [max(r["peak_mb"], 1e-3) for r in rows], style, marker="o", label=target)
+    for axis, label in zip(axes, ["forward+backward time (ms)", "peak memory (MB)"]):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("sequence length N")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,50 @@
+"""Run each benchmark configuration in a fresh Python process and collect the JSON it prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+
+from tqdm import tqdm
+
+from core.bench.measure import BenchConfig
+
+_MARKER = "BENCH_RESULT "
+
+
+def run_one(config: BenchConfig, timeout: float) -> dict:
+    """Measure ``config`` in a subprocess; failures and timeouts come back as rows with a status."""
+    command = [sys.executable, "-m", "core.bench.measure", json.dumps(asdict(config))]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**asdict(config), "status": "timeout"}
+    for line in done.stdout.splitlines():
+        if line.startswith(_MARKER):
+            return json.loads(line[len(_MARKER):])
+    status = "oom" if done.returncode in (-9, 137) else "error"
+    return {**asdict(config), "status": status, "error": (done.stderr or done.stdout)[-500:]}
+
+
+def run_sweep(targets: list[str], lengths: list[int], common: dict, options: dict, timeout: float) -> list[dict]:
+    """All (target, length) pairs, shortest lengths first, with a progress bar.
+
+    A target that fails or runs out of memory at some length is not run at longer lengths.
+    """
+    results = []
+    failed: set[str] = set()
+    pairs = [(length, target) for length in sorted(lengths) for target in targets]
+    with tqdm(pairs, desc="bench", unit="run", file=sys.stderr) as bar:
+        for length, target in bar:
+            bar.set_postfix_str(f"{target} N={length}")
+            if target in failed:
+                continue
+            base = target.split(":")[0] if not target.startswith("peer:") else target
+            config = BenchConfig(target=target, length=length, options=options.get(base, {}), **common)
+            row = run_one(config, timeout)
+            results.append(row)
+            if row["status"] != "ok":
+                failed.add(target)
+    return results

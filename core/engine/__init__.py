@@ -1,0 +1,23 @@
+"""What every suite's trainer needs: seeding, device choice, distributed init, checkpoints, metric logs.
+
+Suites import these instead of writing their own (see docs/architecture.md).
+"""
+
+from core.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from core.engine.distributed import DistributedContext, init_distributed, is_main_process, reduce_mean
+from core.engine.logging import MetricLogger, write_json
+from core.engine.seeding import seed_everything, select_device
+
+__all__ = [
+    "DistributedContext",
+    "MetricLogger",
+    "init_distributed",
+    "is_main_process",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "reduce_mean",
+    "save_checkpoint",
+    "seed_everything",
+    "select_device",
+    "write_json",
+]

@@ -1,0 +1,207 @@
+"""Linear attention ops (Katharopoulos et al., 2020, "Transformers are RNNs"), on feature-mapped q and k.
+
+For non-negative features phi(q), phi(k):
+
+    out_i = phi(q_i)^T S / (phi(q_i)^T z + eps),  S = sum_j phi(k_j) v_j^T,  z = sum_j phi(k_j)
+
+with the sums over all real keys (non-causal) or keys j <= i (causal). Three causal forms agree:
+the chunked form (matmuls inside chunks, a carried state between them, never an N x D x Dv tensor),
+the recurrent step used for decoding, and the naive prefix-sum reference. Sums accumulate in at least
+float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_EPS = 1e-6
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = elu(x) + 1 > 0, the map of Katharopoulos et al."""
+    return F.elu(x) + 1.0
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """At least float32 for sums (float64 stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _masked_keys(k: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    return k if key_padding_mask is None else k * key_padding_mask[:, None, :, None].to(k.dtype)
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    eps: float = DEFAULT_EPS,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Non-causal normalised linear attention.
+
+    Args:
+        q (torch.Tensor): query features ``[B, H, N, F]`` (non-negative).
+        k (torch.Tensor): key features ``[B, H, N, F]`` (non-negative).
+        v (torch.Tensor): values ``[B, H, N, Dv]``.
+        key_padding_mask (torch.Tensor, optional): bool ``[B, N]``, True = real token.
+        eps (float): added to the denominator.
+        normalize (bool): divide by ``phi(q_i)^T z``; False returns the raw kernel sums.
+
+    Returns:
+        torch.Tensor: ``[B, H, N, Dv]`` in the dtype of ``v``.
+    """
+    acc = accumulation_dtype(q.dtype)
+    k = _masked_keys(k.to(acc), key_padding_mask)
+    kv = torch.matmul(k.transpose(-1, -2), v.to(acc))  # (B, H, F, Dv)
+    q = q.to(acc)
+    if not normalize:
+        return torch.matmul(q, kv).to(v.dtype)
+    z = k.sum(dim=-2)  # (B, H, F)
+    den = torch.matmul(q, z.unsqueeze(-1))  # (B, H, N, 1)
+    return (torch.matmul(q, kv) / (den + eps)).to(v.dtype)
+
+
+def causal_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    eps: float = DEFAULT_EPS,
+    chunk_size: int = 64,
+    initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    return_state: bool = False,
+    normalize: bool = True,
+):
+    """Causal linear attention in chunks: matmuls within a chunk, prefix states between chunks.
+
+    Memory is O(N C + (N / C) F Dv) per head; no ``[N, F, Dv]`` tensor is formed.
+
+    Args:
+        q (torch.Tensor): query features ``[B, H, N, F]``.
+        k (torch.Tensor): key features ``[B, H, N, F]``.
+        v (torch.Tensor): values ``[B, H, N, Dv]``.
+        key_padding_mask (torch.Tensor, optional): bool ``[B, N]``; padded keys contribute nothing.
+        eps (float): added to the denominator.
+        chunk_size (int): C, tokens per chunk.
+        initial_state (tuple, optional): ``(S [B, H, F, Dv], z [B, H, F])`` carried in from earlier tokens.
+        return_state (bool): also return the final ``(S, z)``.
+        normalize (bool): divide by ``phi(q_i)^T z_i``; False returns the raw causal kernel sums.
+
+    Returns:
+        ``[B, H, N, Dv]``, and the final state if ``return_state``.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    b, h, n, f = q.shape
+    dv = v.shape[-1]
+    out_dtype = v.dtype
+    acc = accumulation_dtype(q.dtype)
+    q, v = q.to(acc), v.to(acc)
+    k = _masked_keys(k.to(acc), key_padding_mask)
+    c = min(chunk_size, n)
+    pad = (-n) % c
+    if pad:
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    nc = (n + pad) // c
+    qc = q.view(b, h, nc, c, f)
+    kc = k.view(b, h, nc, c, f)
+    vc = v.view(b, h, nc, c, dv)
+
+    scores = torch.matmul(qc, kc.transpose(-1, -2))  # (B, H, nc, C, C)
+    scores = scores * torch.ones(c, c, dtype=acc, device=q.device).tril()
+    num = torch.matmul(scores, vc)  # (B, H, nc, C, Dv)
+    den = scores.sum(dim=-1)  # (B, H, nc, C)
+
+    chunk_kv = torch.matmul(kc.transpose(-1, -2), vc)  # (B, H, nc, F, Dv)
+    chunk_z = kc.sum(dim=-2)  # (B, H, nc, F)
+    prefix_kv = torch.cumsum(chunk_kv, dim=2)
+    prefix_z = torch.cumsum(chunk_z, dim=2)
+    final_kv, final_z = prefix_kv[:, :, -1], prefix_z[:, :, -1]
+    # state before each chunk: exclusive prefix sums
+    prev_kv = torch.cat([torch.zeros_like(prefix_kv[:, :, :1]), prefix_kv[:, :, :-1]], dim=2)
+    prev_z = torch.cat([torch.zeros_like(prefix_z[:, :, :1]), prefix_z[:, :, :-1]], dim=2)
+    if initial_state is not None:
+        s0, z0 = initial_state
+        prev_kv = prev_kv + s0.to(acc)[:, :, None]
+        prev_z = prev_z + z0.to(acc)[:, :, None]
+        final_kv, final_z = final_kv + s0.to(acc), final_z + z0.to(acc)
+    num = num + torch.matmul(qc, prev_kv)
+    den = den + torch.matmul(qc, prev_z.unsqueeze(-1)).squeeze(-1)
+    if normalize:
+        num = num / (den.unsqueeze(-1) + eps)
+    out = num.reshape(b, h, nc * c, dv)[:, :, :n]
+    out = out.to(out_dtype)
+    if return_state:
+        return out, (final_kv, final_z)
+    return out
+
+
+def linear_attention_step(
+    q_t: torch.Tensor,
+    k_t: torch.Tensor,
+    v_t: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eps: float = DEFAULT_EPS,
+    normalize: bool = True,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One recurrent step: ``S += phi(k_t) v_t^T``, ``z += phi(k_t)``, ``out = phi(q_t)^T S / (phi(q_t)^T z + eps)``.
+
+    Args:
+        q_t, k_t (torch.Tensor): features ``[B, H, F]``.
+        v_t (torch.Tensor): values ``[B, H, Dv]``.
+        state (tuple, optional): ``(S [B, H, F, Dv], z [B, H, F])``; None starts from zeros.
+
+    Returns:
+        ``([B, H, Dv], (S, z))``.
+    """
+    acc = accumulation_dtype(q_t.dtype)
+    q_t, k_t, v_t = q_t.to(acc), k_t.to(acc), v_t.to(acc)
+    if state is None:
+        s = torch.zeros(*k_t.shape, v_t.shape[-1], dtype=acc, device=k_t.device)
+        z = torch.zeros_like(k_t)
+    else:
+        s, z = state
+    s = s + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
+    z = z + k_t
+    num = torch.matmul(q_t.unsqueeze(-2), s).squeeze(-2)
+    if not normalize:
+        return num, (s, z)
+    den = (q_t * z).sum(dim=-1, keepdim=True)
+    return num / (den + eps), (s, z)
+
+
+def causal_linear_attention_prefix_sum(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
+    """Naive causal form with explicit prefix sums of ``phi(k) v^T`` (materialises ``[B, H, N, F, Dv]``).
+
+    A reference only: the formulation of the popular packages, kept to check the chunked form.
+    """
+    s = torch.cumsum(k.unsqueeze(-1) * v.unsqueeze(-2), dim=2)  # (B, H, N, F, Dv)
+    z = torch.cumsum(k, dim=2)
+    num = torch.matmul(q.unsqueeze(-2), s).squeeze(-2)
+    den = (q * z).sum(dim=-1, keepdim=True)
+    return num / (den + eps)
+
+
+def reference_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    eps: float = DEFAULT_EPS,
+    normalize: bool = True,
+) -> torch.Tensor:
+    """Explicit normalised kernel sums: ``A = phi(q) phi(k)^T`` masked, ``out = A v / (A 1 + eps)``."""
+    scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, N, N)
+    if key_padding_mask is not None:
+        scores = scores * key_padding_mask[:, None, None, :].to(scores.dtype)
+    if causal:
+        scores = scores.tril()
+    if not normalize:
+        return torch.matmul(scores, v)
+    return torch.matmul(scores, v) / (scores.sum(dim=-1, keepdim=True) + eps)
