@@ -15,6 +15,14 @@ CAUSAL_NAMES = core.list_attentions(causal=True)
 MASK_NAMES = core.list_attentions(key_padding_mask=True)
 
 
+def skip_if_exempt(name: str, clause: str) -> None:
+    """A mechanism whose math cannot meet a clause declares it, with the reason, in the class attribute
+    ``contract_exemptions = {clause: reason}``; the test then skips visibly with that reason."""
+    reason = getattr(core.attention_class(name), "contract_exemptions", {}).get(clause)
+    if reason:
+        pytest.skip(f"{name}: {clause} exempt: {reason}")
+
+
 def build(name: str, causal: bool = False, dtype=torch.float64, **options) -> torch.nn.Module:
     torch.manual_seed(0)
     return core.build_attention(name, DIM, HEADS, causal=causal, **options).to(dtype).eval()
@@ -63,6 +71,7 @@ def test_gradient_reaches_every_parameter(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_batch_independence(name):
+    skip_if_exempt(name, "batch_independence")
     module = build(name)
     x = inputs()
     full = module(x)
@@ -90,6 +99,7 @@ def test_padding_invariance(name, causal):
     """Real tokens' outputs do not depend on what sits in padded positions, and equal the unpadded run."""
     if causal and not core.attention_info(name).causal:
         pytest.skip(f"{name} has no causal form")
+    skip_if_exempt(name, "padding_invariance")
     module = build(name, causal=causal)
     lengths = [N, 15, 9]
     x = inputs()
@@ -98,6 +108,9 @@ def test_padding_invariance(name, causal):
     out_x, out_noisy = module(x, key_padding_mask=mask), module(noisy, key_padding_mask=mask)
     for i, length in enumerate(lengths):
         torch.testing.assert_close(out_x[i, :length], out_noisy[i, :length], rtol=1e-9, atol=1e-10)
+    if getattr(core.attention_class(name), "contract_exemptions", {}).get("padding_equals_unpadded"):
+        return
+    for i, length in enumerate(lengths):
         alone = module(x[i : i + 1, :length])
         torch.testing.assert_close(out_x[i : i + 1, :length], alone, rtol=1e-9, atol=1e-10)
 
