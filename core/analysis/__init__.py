@@ -1,0 +1,1 @@
+"""Analysis tools: attention-matrix spectra and structured-matrix fits."""
