@@ -24,6 +24,7 @@ from torch import nn
 from core.attention.base import ProjectedAttention
 from core.ops.primal import (
     cosine_features,
+    cosine_scores,
     data_dependent_weights,
     evenly_spaced_positions,
     ksvd_energy,
@@ -110,22 +111,20 @@ class PrimalAttention(ProjectedAttention):
         samples = "" if self.causal else f", num_samples={self.num_samples}"
         return f"{super().extra_repr()}, low_rank={self.low_rank}{samples}"
 
-    def scores(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The projection scores e and r, each ``(B, H, N, s)``, for a checked input ``x: (B, N, D)``."""
-        q = self.split_heads(self.q_proj(x))
-        k = self.split_heads(self.k_proj(x))
+    def scores(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection scores e and r, token-major ``(B, N, H, s)`` each, for a checked ``x: (B, N, D)``."""
+        b, n, _ = x.shape
+        q = self.q_proj(x).view(b, n, self.num_heads, self.head_dim)
+        k = self.k_proj(x).view(b, n, self.num_heads, self.head_dim)
         mask = None if self.original_padding else key_padding_mask
         if self.causal:
-            q_feat = cosine_features(prefix_mean(q, mask))
-            k_feat = cosine_features(prefix_mean(k, mask))
-            return torch.matmul(q_feat, self.weight_e), torch.matmul(k_feat, self.weight_r)
-        positions = evenly_spaced_positions(self.num_samples, x.shape[1], mask, batch=x.shape[0])
-        x_heads = self.split_heads(x)
-        weight_e = data_dependent_weights(x_heads, positions, self.weight_e)  # (B, H, p, s)
-        weight_r = data_dependent_weights(x_heads, positions, self.weight_r)
-        return torch.matmul(cosine_features(q), weight_e), torch.matmul(cosine_features(k), weight_r)
+            q, k = prefix_mean(q, mask, dim=1), prefix_mean(k, mask, dim=1)
+            return cosine_scores(q, self.weight_e), cosine_scores(k, self.weight_r)
+        positions = evenly_spaced_positions(self.num_samples, n, mask, batch=b)
+        x_tokens = x.view(b, n, self.num_heads, self.head_dim)
+        weight_e = data_dependent_weights(x_tokens, positions, self.weight_e)  # (B, H, p, s)
+        weight_r = data_dependent_weights(x_tokens, positions, self.weight_r)
+        return cosine_scores(q, weight_e), cosine_scores(k, weight_r)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Primal-Attention.
@@ -138,18 +137,13 @@ class PrimalAttention(ProjectedAttention):
             torch.Tensor: ``(B, N, D)``.
         """
         mask = self.check_input(x, key_padding_mask)
-        e, r = self.scores(x, mask)
+        e, r = self.scores(x, mask)  # (B, N, H, s)
         self._record_ksvd(e, r, None if self.original_padding else mask)
-        return self.out_proj(self.dropout(self.merge_heads(self._heads_from_scores(e, r))))
-
-    def _heads_from_scores(self, e: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        # Linear_{2s -> p}([e, r]) without materialising the concatenation
-        w = self.score_proj.weight
-        s = self.low_rank
-        out = torch.matmul(e, w[:, :s].t().to(e.dtype)) + torch.matmul(r, w[:, s:].t().to(r.dtype))
-        return out + self.score_proj.bias.to(out.dtype)
+        heads = self.score_proj(torch.cat([e, r], dim=-1))  # (B, N, H, p), shared across heads
+        return self.out_proj(self.dropout(heads.flatten(2)))
 
     def _record_ksvd(self, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Store per-sample energies of token-major scores ``(B, N, H, s)``."""
         self._ksvd_records.append((ksvd_energy(e, self.lambdas, mask), ksvd_energy(r, self.lambdas, mask)))
 
     def pop_ksvd_loss(self) -> torch.Tensor | None:
@@ -195,9 +189,9 @@ class PrimalAttention(ProjectedAttention):
             q_sum, k_sum, count = state["q_sum"] + q, state["k_sum"] + k, state["count"] + 1
         else:
             q_sum, k_sum, count = q, k, 1
-        e = torch.matmul(cosine_features(q_sum / count).unsqueeze(-2), self.weight_e)  # (B, H, 1, s)
-        r = torch.matmul(cosine_features(k_sum / count).unsqueeze(-2), self.weight_r)
-        y = self.out_proj(self.merge_heads(self._heads_from_scores(e, r)))[:, 0]
+        e = torch.matmul(cosine_features(q_sum / count).unsqueeze(-2), self.weight_e).squeeze(-2)  # (B, H, s)
+        r = torch.matmul(cosine_features(k_sum / count).unsqueeze(-2), self.weight_r).squeeze(-2)
+        y = self.out_proj(self.score_proj(torch.cat([e, r], dim=-1)).flatten(1))
         return y, {"q_sum": q_sum, "k_sum": k_sum, "count": count}
 
 

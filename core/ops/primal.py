@@ -46,42 +46,72 @@ def evenly_spaced_positions(
     return torch.gather(order, 1, rank)
 
 
-def data_dependent_weights(x_heads: torch.Tensor, positions: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def data_dependent_weights(x_tokens: torch.Tensor, positions: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """W_{.|X} = X~^T W~ per sample and head.
 
     Args:
-        x_heads (torch.Tensor): layer input split into heads ``[B, H, N, p]``.
+        x_tokens (torch.Tensor): layer input split into heads, token-major ``[B, N, H, p]``.
         positions (torch.Tensor): sampled token indices ``[B, n]``.
         weight (torch.Tensor): W~ ``[H, n, s]``.
 
     Returns:
         torch.Tensor: ``[B, H, p, s]``.
     """
-    b, h, _, p = x_heads.shape
-    index = positions[:, None, :, None].expand(b, h, positions.shape[1], p)
-    sampled = torch.gather(x_heads, 2, index)  # (B, H, n, p)
-    return torch.matmul(sampled.transpose(-1, -2), weight)
+    b, _, h, p = x_tokens.shape
+    index = positions[:, :, None, None].expand(b, positions.shape[1], h, p)
+    sampled = torch.gather(x_tokens, 1, index)  # (B, n, H, p)
+    return torch.matmul(sampled.permute(0, 2, 3, 1), weight)
 
 
-def prefix_mean(x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Running mean over time ``x_bar_t = mean_{i <= t} x_i`` for ``x: [B, H, N, p]``.
+def prefix_mean(x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, dim: int = 2) -> torch.Tensor:
+    """Running mean over time ``x_bar_t = mean_{i <= t} x_i``.
 
-    With a mask the mean runs over real tokens only (a padded prefix contributes nothing).
+    Args:
+        x (torch.Tensor): ``[B, H, N, p]`` with ``dim=2``, or token-major ``[B, N, H, p]`` with ``dim=1``.
+        key_padding_mask (torch.Tensor, optional): ``[B, N]``; the mean runs over real tokens only.
+        dim (int): the time dimension, 1 or 2.
     """
-    n = x.shape[2]
+    if dim not in (1, 2):
+        raise ValueError(f"prefix_mean expects the time dim at 1 or 2, got {dim}")
+    n = x.shape[dim]
+    shape = [1] * x.dim()
+    shape[dim] = n
     if key_padding_mask is None:
-        count = torch.arange(1, n + 1, device=x.device, dtype=x.dtype)[:, None]
-        return torch.cumsum(x, dim=2) / count
-    weights = key_padding_mask[:, None, :, None].to(x.dtype)
-    count = torch.cumsum(weights, dim=2).clamp(min=1.0)
-    return torch.cumsum(x * weights, dim=2) / count
+        count = torch.arange(1, n + 1, device=x.device, dtype=x.dtype).view(shape)
+        return torch.cumsum(x, dim=dim) / count
+    shape[0] = x.shape[0]
+    weights = key_padding_mask.to(x.dtype).view(shape)
+    count = torch.cumsum(weights, dim=dim).clamp(min=1.0)
+    return torch.cumsum(x * weights, dim=dim) / count
+
+
+class _KsvdEnergy(torch.autograd.Function):
+    """Per-sample weighted mean of ``1/2 sum_s (score_s lambda_s)^2`` that saves no new activations."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, lambdas: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # scores (B, N, H, s) in the accumulation dtype; weights (B, N) sum to 1 per sample
+        squared = (scores.pow(2) * lambdas.pow(2)).sum(dim=-1)  # (B, N, H)
+        ctx.save_for_backward(scores, lambdas, weights)
+        return 0.5 * (squared.sum(dim=2) * weights).sum(dim=1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        scores, lambdas, weights = ctx.saved_tensors
+        coef = (grad[:, None] * weights)[:, :, None, None]  # (B, N, 1, 1)
+        grad_scores = scores * lambdas.pow(2) * coef if ctx.needs_input_grad[0] else None
+        grad_lambdas = None
+        if ctx.needs_input_grad[1]:
+            grad_lambdas = (scores.pow(2) * coef).sum(dim=(0, 1)) * lambdas
+        return grad_scores, grad_lambdas, None
 
 
 def ksvd_energy(scores: torch.Tensor, lambdas: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sample ``1/2 mean_{h, n} ||score_{h, n} diag(lambda_h)||^2``.
+    """Per-sample ``1/2 mean_{h, n} ||score_{n, h} diag(lambda_h)||^2``.
 
     Args:
-        scores (torch.Tensor): e or r, ``[B, H, N, s]``.
+        scores (torch.Tensor): e or r, token-major ``[B, N, H, s]``.
         lambdas (torch.Tensor): Lambda ``[H, s]``.
         key_padding_mask (torch.Tensor, optional): ``[B, N]``; the mean runs over real tokens only.
 
@@ -89,12 +119,13 @@ def ksvd_energy(scores: torch.Tensor, lambdas: torch.Tensor, key_padding_mask: t
         torch.Tensor: ``[B]`` in float32 or wider.
     """
     dtype = torch.promote_types(scores.dtype, torch.float32)
-    squared = (scores.to(dtype) * lambdas.to(dtype)[None, :, None, :]).pow(2).sum(dim=-1)  # (B, H, N)
+    b, n, h, _ = scores.shape
     if key_padding_mask is None:
-        return 0.5 * squared.mean(dim=(1, 2))
-    weights = key_padding_mask[:, None, :].to(dtype)
-    count = (weights.sum(dim=2) * squared.shape[1]).squeeze(1).clamp(min=1.0)
-    return 0.5 * (squared * weights).sum(dim=(1, 2)) / count
+        weights = torch.full((b, n), 1.0 / (n * h), dtype=dtype, device=scores.device)
+    else:
+        real = key_padding_mask.to(dtype)
+        weights = real / (real.sum(dim=1, keepdim=True).clamp(min=1.0) * h)
+    return _KsvdEnergy.apply(scores.to(dtype), lambdas.to(dtype), weights)
 
 
 def ksvd_trace(weight_e: torch.Tensor, weight_r: torch.Tensor) -> torch.Tensor:
@@ -117,3 +148,49 @@ def ksvd_objective(energy_e: torch.Tensor, energy_r: torch.Tensor, trace: torch.
     if reduction == "batch":
         return (energy_e.mean() + energy_r.mean() - trace).pow(2)
     raise ValueError(f"ksvd reduction must be 'sample' or 'batch', got {reduction!r}")
+
+
+class _CosineScores(torch.autograd.Function):
+    """``phi(q) W`` per head, saving only q (phi(q) is recomputed in backward to save memory)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (B, N, H, 1)
+        features = (q / norm).transpose(1, 2)  # (B, H, N, p)
+        scores = torch.matmul(features, weight)  # (B, H, N, s)
+        ctx.save_for_backward(q, norm, weight)
+        return scores.transpose(1, 2).contiguous()  # (B, N, H, s)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_scores: torch.Tensor):
+        q, norm, weight = ctx.saved_tensors
+        features = q / norm  # (B, N, H, p)
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.matmul(features.permute(0, 2, 3, 1), grad_scores.transpose(1, 2))  # (B, H, p, s)
+            if weight.dim() == 3:
+                grad_weight = grad_weight.sum(dim=0)
+        grad_q = None
+        if ctx.needs_input_grad[0]:
+            w = weight if weight.dim() == 4 else weight.unsqueeze(0)
+            grad_features = torch.matmul(grad_scores.transpose(1, 2), w.transpose(-1, -2)).transpose(1, 2)
+            radial = (features * grad_features).sum(dim=-1, keepdim=True) * (norm > _NORM_EPS)
+            grad_q = (grad_features - features * radial) / norm
+        return grad_q, grad_weight
+
+
+_NORM_EPS = 1e-12
+
+
+def cosine_scores(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Projection scores ``phi(q) W`` with ``phi(q) = q / ||q||``, memory-lean.
+
+    Args:
+        q (torch.Tensor): queries or keys in token-major layout ``[B, N, H, p]``.
+        weight (torch.Tensor): ``[B, H, p, s]`` (data-dependent) or ``[H, p, s]`` (parameters).
+
+    Returns:
+        torch.Tensor: ``[B, N, H, s]``; equal to ``normalize(q) @ W`` per head.
+    """
+    return _CosineScores.apply(q, weight)

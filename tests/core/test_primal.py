@@ -58,8 +58,8 @@ def test_forward_and_ksvd_match_transcription(causal, n):
 
 def test_ksvd_loss_on_a_hand_sized_example():
     """One head, s = 1, one sample: E = 1/2 mean_n (lambda e_n)^2, etc., computed by hand."""
-    e = torch.tensor([[[[1.0], [3.0]]]], dtype=torch.float64)  # (B=1, H=1, N=2, s=1)
-    r = torch.tensor([[[[2.0], [0.0]]]], dtype=torch.float64)
+    e = torch.tensor([[[[1.0]], [[3.0]]]], dtype=torch.float64)  # (B=1, N=2, H=1, s=1)
+    r = torch.tensor([[[[2.0]], [[0.0]]]], dtype=torch.float64)
     lam = torch.tensor([[0.5]], dtype=torch.float64)
     from core.ops.primal import ksvd_energy, ksvd_trace
 
@@ -123,3 +123,21 @@ def test_masked_sampling_uses_only_real_tokens_and_original_mode_ignores_the_mas
     pad = torch.tensor([[True] * 7 + [False] * 3])
     # the official code lets padding leak into real tokens; the flag reproduces that
     assert not torch.allclose(original(x, pad)[:, :7], original(noisy, pad)[:, :7])
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_memory_lean_cosine_scores_match_autograd_of_the_formula(per_sample):
+    from core.ops.primal import cosine_scores
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 5, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)  # (B, N, H, p)
+    shape = (2, 3, 4, 6) if per_sample else (3, 4, 6)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(cosine_scores, (q, w))
+    from core.ops.primal import ksvd_energy
+
+    lam = torch.rand(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    assert torch.autograd.gradcheck(lambda a, b: ksvd_energy(a, b, mask), (q, lam))
+    direct = torch.matmul(torch.nn.functional.normalize(q, dim=-1).transpose(1, 2), w).transpose(1, 2)
+    torch.testing.assert_close(cosine_scores(q, w), direct)
