@@ -176,7 +176,8 @@ class _CosineScores(torch.autograd.Function):
             w = weight if weight.dim() == 4 else weight.unsqueeze(0)
             grad_features = torch.matmul(grad_scores.transpose(1, 2), w.transpose(-1, -2)).transpose(1, 2)
             radial = (features * grad_features).sum(dim=-1, keepdim=True) * (norm > _NORM_EPS)
-            grad_q = (grad_features - features * radial) / norm
+            # in place: (grad_features - features * radial) / norm, without more N x D temporaries
+            grad_q = grad_features.contiguous().addcmul_(features, radial, value=-1.0).div_(norm)
         return grad_q, grad_weight
 
 
