@@ -18,10 +18,13 @@ from torch import nn
 import core
 
 
-def _accepts(name: str, option: str) -> bool:
-    """Whether the registered class of ``name`` takes ``option`` as a constructor argument."""
+def _accepts(name: str, option: str, through_kwargs: bool = True) -> bool:
+    """Whether the registered class of ``name`` takes ``option`` by name (or, if allowed, through ``**kwargs``:
+    the base class options ``qkv_bias``/``out_bias``)."""
     parameters = inspect.signature(core.attention_class(name).__init__).parameters
-    return option in parameters
+    if option in parameters:
+        return True
+    return through_kwargs and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 class CoreAttention(nn.Module):
@@ -33,10 +36,10 @@ class CoreAttention(nn.Module):
     Args:
         dim (int): model width D; inputs are ``(B, N, D)``.
         num_heads (int): heads H.
-        qkv_bias (bool): bias in the q/k/v projections.
+        qkv_bias (bool): bias in the q/k/v projections (ignored by mechanisms without such projections).
         qk_norm (bool): timm's q/k normalisation; not supported by core mechanisms (must be False).
         scale_norm (bool): timm's norm before the output projection; not supported (must be False).
-        proj_bias (bool): bias in the output projection.
+        proj_bias (bool): bias in the output projection (ignored by mechanisms without one).
         attn_drop (float): dropout on attention weights; passed as ``attention_dropout`` to mechanisms that
             have it, refused (when > 0) by those that have no attention weights.
         proj_drop (float): dropout after the output projection, as in timm.
@@ -70,15 +73,19 @@ class CoreAttention(nn.Module):
                 f"{name!r} attention (core) has no qk_norm/scale_norm; build the model with qk_norm=False and "
                 "scale_attn_norm=False"
             )
+        self.dim, self.num_heads, self.qkv_bias, self.proj_bias = dim, num_heads, qkv_bias, proj_bias
         options = {**self.mechanism_options, **options}
         if attn_drop > 0:
-            if not _accepts(name, "attention_dropout"):
+            if not _accepts(name, "attention_dropout", through_kwargs=False):
                 raise ValueError(
                     f"{name!r} attention has no attention weights to drop out (attn_drop={attn_drop}); "
                     "use attn_drop_rate=0 for this mechanism"
                 )
             options.setdefault("attention_dropout", attn_drop)
-        self.mechanism = core.build_attention(name, dim, num_heads, qkv_bias=qkv_bias, out_bias=proj_bias, **options)
+        for option, value in (("qkv_bias", qkv_bias), ("out_bias", proj_bias)):
+            if _accepts(name, option):
+                options.setdefault(option, value)
+        self.mechanism = core.build_attention(name, dim, num_heads, **options)
         self.proj_drop = nn.Dropout(proj_drop)
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)

@@ -43,12 +43,11 @@ def primal_block_indices(model: nn.Module) -> list[int]:
 def _attention_geometry(attn: nn.Module) -> dict[str, Any]:
     """Width, heads, biases and dropout of a timm or core attention module, to build its replacement."""
     if isinstance(attn, CoreAttention):
-        inner = attn.mechanism
         return {
-            "dim": inner.dim,
-            "num_heads": inner.num_heads,
-            "qkv_bias": inner.q_proj.bias is not None,
-            "proj_bias": inner.out_proj.bias is not None,
+            "dim": attn.dim,
+            "num_heads": attn.num_heads,
+            "qkv_bias": attn.qkv_bias,
+            "proj_bias": attn.proj_bias,
             "proj_drop": attn.proj_drop.p,
         }
     if hasattr(attn, "qkv") and hasattr(attn, "num_heads"):
@@ -170,3 +169,44 @@ def primal_deit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.
     """Primal.+DeiT-Base/16: DeiT-Base (768 wide, 12 blocks, 12 heads) with its last ``num_primal_blocks`` (1)
     blocks primal (``low_rank`` 96, ``rank_multi`` 10)."""
     return _primal_deit("deit_base_patch16_224", pretrained, **kwargs)
+
+
+PRIMAL_MODELS = ("primal_deit_tiny_patch16_224", "primal_deit_small_patch16_224", "primal_deit_base_patch16_224")
+
+
+def build_model(config: Any, num_classes: int, in_chans: int, img_size: int) -> nn.Module:
+    """The model a :class:`~vision.config.TrainConfig` describes, for a dataset's classes, channels and size.
+
+    ``primal_deit_*`` names go through ``timm.create_model`` (last ``num_primal_blocks`` blocks primal, 1 by
+    default); any other timm ViT name gets ``config.attention`` in every block and ``num_primal_blocks`` (0 by
+    default) primal blocks at the end.
+    """
+    sizes = {key: getattr(config, key) for key in ("patch_size", "embed_dim", "depth", "num_heads")}
+    timm_kwargs = {
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "img_size": img_size,
+        "drop_rate": config.drop,
+        "drop_path_rate": config.drop_path,
+        **{key: value for key, value in sizes.items() if value is not None},
+    }
+    primal_options = {"low_rank": config.low_rank, "rank_multi": config.rank_multi}
+    if config.model in PRIMAL_MODELS:
+        return timm.create_model(
+            config.model,
+            num_primal_blocks=1 if config.num_primal_blocks is None else config.num_primal_blocks,
+            canonical_attention=config.attention,
+            canonical_options=config.attention_options,
+            pretrained_checkpoint=config.pretrained_checkpoint,
+            **primal_options,
+            **timm_kwargs,
+        )
+    return create_vit(
+        config.model,
+        attention=config.attention,
+        attention_options=config.attention_options,
+        num_primal_blocks=config.num_primal_blocks or 0,
+        primal_options=primal_options,
+        pretrained_checkpoint=config.pretrained_checkpoint,
+        **timm_kwargs,
+    )
