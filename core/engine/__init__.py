@@ -4,12 +4,19 @@ Suites import these instead of writing their own (see docs/architecture.md).
 """
 
 from core.engine.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from core.engine.distributed import DistributedContext, init_distributed, is_main_process, reduce_mean
+from core.engine.checkpointer import Checkpointer
+from core.engine.data import make_loader
+from core.engine.distributed import DistributedContext, init_distributed, is_main_process, reduce_mean, wrap_model
 from core.engine.logging import MetricLogger, write_json
+from core.engine.preemption import PreemptionHandler
 from core.engine.seeding import seed_everything, select_device
 
 __all__ = [
+    "Checkpointer",
     "DistributedContext",
+    "PreemptionHandler",
+    "make_loader",
+    "wrap_model",
     "MetricLogger",
     "init_distributed",
     "is_main_process",

@@ -81,3 +81,14 @@ def reduce_mean(value: torch.Tensor | float) -> float:
         dist.all_reduce(tensor)
         tensor = tensor / dist.get_world_size()
     return float(tensor)
+
+
+def wrap_model(model: torch.nn.Module, context: DistributedContext) -> torch.nn.Module:
+    """Wrap in DistributedDataParallel when running with several processes (device ids on GPU only)."""
+    if not context.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    parameter = next(model.parameters(), None)
+    on_gpu = parameter is not None and parameter.device.type == "cuda"
+    return DistributedDataParallel(model, device_ids=[context.local_rank] if on_gpu else None)
