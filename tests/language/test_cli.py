@@ -50,7 +50,7 @@ def test_train_primal_with_fairseq_train_then_eval_lm(kjv_bin, tmp_path):
                  "--subset", "valid", "--timeout", "120", "--threads", "1"])
     assert code == 0
     evaluation = json.loads((run / "eval_valid.json").read_text())
-    assert evaluation["tokens_per_sample"] == 32 and evaluation["tokens"] > 1000
+    assert evaluation["tokens_per_sample"] == 32 and evaluation["tokens"] > 500
     assert math.isfinite(evaluation["ppl"]) and 1 < evaluation["ppl"] < 1e5
     # eval-lm and the training-time validation score the same blocks: the perplexities agree
     assert evaluation["ppl"] == pytest.approx(result["final_valid_ppl"], rel=0.02)
