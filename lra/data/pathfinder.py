@@ -239,7 +239,11 @@ def generate_image(rng: np.random.Generator, params: PathfinderParams = Pathfind
 
 
 def write_release(
-    out: str | Path, count: int, seed: int = 0, params: PathfinderParams = PathfinderParams(), batch_size: int = 1000,
+    out: str | Path,
+    count: int,
+    seed: int = 0,
+    params: PathfinderParams = PathfinderParams(),
+    batch_size: int = 1000,
     progress=None,
 ) -> Path:
     """Write ``count`` images in the ``lra_release/pathfinder32/<difficulty>`` layout.

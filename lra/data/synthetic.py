@@ -26,9 +26,9 @@ TOKEN_OFFSET = 1
 
 def check_length(length: int) -> None:
     """Raise ValueError unless ``length`` is a power of two in 2^7 .. 2^14 (PSF's sizes)."""
-    if length < 2 ** MIN_LOG2 or length > 2 ** MAX_LOG2 or length & (length - 1):
+    if length < 2**MIN_LOG2 or length > 2**MAX_LOG2 or length & (length - 1):
         raise ValueError(
-            f"sequence length must be a power of two from {2 ** MIN_LOG2} to {2 ** MAX_LOG2} (PSF's 2^7..2^14), got {length}"
+            f"sequence length must be a power of two from {2**MIN_LOG2} to {2**MAX_LOG2} (PSF's 2^7..2^14), got {length}"
         )
 
 

@@ -1,0 +1,328 @@
+"""``python -m lra train``: train one task with one attention, resumably, and evaluate the best dev checkpoint on test.
+
+A run folder holds ``train.log`` (human), ``metrics.jsonl``/``metrics.csv`` (every log and eval row),
+``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best dev), ``result.json`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.engine import MetricLogger, load_checkpoint, save_checkpoint, seed_everything, select_device, write_json
+from lra.config import TASKS, apply_overrides, load_config, model_sequence_length, parse_value
+from lra.data.arrays import Collate, DataError, LRADataset, read_split
+from lra.measure import PeakMemory
+from lra.model import build_model
+from lra.plots import plot_curves
+from lra.trainer import EpochBatches, Trainer, baseline_metrics, is_better, loader
+
+LOG = logging.getLogger("lra.train")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a task with an attention mechanism and evaluate on test",
+        description="Train the shared LRA model on a prepared task; the best dev checkpoint is evaluated on the "
+        "test set. Re-running the same command resumes from the run folder's last checkpoint.",
+    )
+    parser.add_argument("--task", required=True, choices=TASKS, help="task whose config (lra/configs/<task>.json) is used")
+    parser.add_argument(
+        "--attention",
+        required=True,
+        help="a core registry name used in every layer (softmax, primal, linear, ...; core.list_attentions()), or "
+        "primalformer / primal+trans / transformer",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="prepared data folder with train/dev/test (default data/lra/<task>)"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, default=None, help="output folder (default runs/lra/<task>-<attention>-seed<seed>)"
+    )
+    parser.add_argument("--config", type=Path, default=None, help="a JSON config file instead of the task's default")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=2e-4 (repeatable)",
+    )
+    parser.add_argument(
+        "--attention-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="option of the chosen mechanism, e.g. --attention-option num_landmarks=64 (repeatable)",
+    )
+    parser.add_argument("--steps", type=int, default=None, help="training steps (overrides train.steps)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (overrides train.batch_size)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate of the one-cycle schedule (train.lr)")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="evaluate on dev every this many steps (train.eval_every)"
+    )
+    parser.add_argument(
+        "--eval-batches", type=int, default=None, help="dev batches per evaluation, 0 = all (train.eval_batches)"
+    )
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time, then test")
+    parser.add_argument(
+        "--trim-padding",
+        action="store_true",
+        help="cut each batch to its longest real sequence instead of the model length (faster on CPU)",
+    )
+    parser.add_argument(
+        "--reference-pixel-mask",
+        action="store_true",
+        help="image/pathfinder: treat black pixels as padding, as the reference code does",
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA (never used on CPU)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of weights, shuffling and dropout (reference: 42)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--log-every", type=int, default=10, help="write a training row every this many steps")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    parser.set_defaults(run=run)
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    config = load_config(args.task, args.config)
+    config = apply_overrides(config, args.set)
+    for flag, key in (
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("eval_every", "eval_every"),
+        ("eval_batches", "eval_batches"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            config["train"][key] = value
+    train = config["train"]
+    if train["steps"] < 1 or train["batch_size"] < 1 or train["eval_every"] < 1:
+        raise ValueError(
+            f"steps, batch_size and eval_every must be >= 1, got {train['steps']}, "
+            f"{train['batch_size']}, {train['eval_every']}"
+        )
+    return config
+
+
+def attention_options(assignments: list[str]) -> dict:
+    options = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ValueError(f"--attention-option expects KEY=VALUE, got {assignment!r}")
+        key, value = assignment.split("=", 1)
+        options[key] = parse_value(value)
+    return options
+
+
+def load_data(folder: Path, config: dict, reference_pixel_mask: bool) -> dict[str, LRADataset]:
+    """The three splits, checked against the config (kind and vocabulary)."""
+    datasets = {}
+    for name in ("train", "dev", "test"):
+        split = read_split(folder, name)
+        expected = config["kind"]
+        if split.kind != expected:
+            raise DataError(
+                f"{folder}/{name} holds {split.kind!r} data but task {config['task']!r} expects {expected!r}; "
+                "check --data and --task"
+            )
+        if split.kind == "pixels":
+            top = int(np.max(split.arrays["pixels"])) + (0 if reference_pixel_mask else 1)
+        else:
+            ids = [split.arrays[k] for k in ("input_ids", "input_ids_0", "input_ids_1") if k in split.arrays]
+            top = max((int(np.max(a)) for a in ids), default=0)
+        if split.kind != "adding" and top >= config["vocab_size"]:
+            raise DataError(
+                f"{folder}/{name}: token id {top} does not fit the vocabulary of {config['vocab_size']}; "
+                "raise it with --set vocab_size=N"
+            )
+        datasets[name] = LRADataset(split, reference_pixel_mask)
+    return datasets
+
+
+def labels_of(dataset: LRADataset) -> np.ndarray:
+    arrays = dataset.split.arrays
+    return np.asarray(arrays["targets"] if "targets" in arrays else arrays["labels"])
+
+
+def setup_logging(run_dir: Path) -> None:
+    LOG.setLevel(logging.INFO)
+    LOG.handlers.clear()
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.propagate = False
+
+
+def say(message: str) -> None:
+    LOG.info(message)
+    tqdm.write(message)
+
+
+def run(args: argparse.Namespace) -> dict:
+    config = resolve_config(args)
+    extra = attention_options(args.attention_option)
+    data_dir = args.data or Path("data/lra") / args.task
+    run_dir = args.run_dir or Path("runs/lra") / f"{args.task}-{args.attention}-seed{args.seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(run_dir)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    seed_everything(args.seed)
+    datasets = load_data(data_dir, config, args.reference_pixel_mask)
+    max_length = int(datasets["train"].split.meta.get("max_length") or config["max_length"])
+    seq_len = model_sequence_length(max_length)
+    model, eta, schedule = build_model(config, args.attention, seq_len, extra)
+    regression = config["kind"] == "adding"
+    train_cfg = config["train"]
+    trainer = Trainer(model, eta, regression, train_cfg, device, amp=not args.no_amp)
+    collate = Collate(pad_to=seq_len, trim=args.trim_padding)
+
+    state = {"step": 0, "best": None, "best_step": None, "elapsed": 0.0}
+    metrics = MetricLogger(run_dir)
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if last_path.is_file() and not args.no_resume:
+        checkpoint = load_checkpoint(last_path, map_location=device)
+        if checkpoint.get("task") != args.task or checkpoint.get("attention") != args.attention:
+            raise ValueError(
+                f"{last_path} belongs to {checkpoint.get('task')}/{checkpoint.get('attention')}, not "
+                f"{args.task}/{args.attention}; choose another --run-dir or pass --no-resume"
+            )
+        trainer.load_state(checkpoint["trainer"])
+        state = checkpoint["state"]
+        torch.set_rng_state(checkpoint["rng"])
+        metrics.load_existing()
+        metrics.truncate(checkpoint["metric_rows"])
+        say(f"resumed from {last_path} at step {state['step']}")
+    elif args.no_resume and metrics.jsonl_path.exists():
+        metrics.truncate(0)
+
+    parameters = sum(p.numel() for p in model.parameters())
+    say(
+        f"{args.task} | attention {args.attention} -> layers {schedule} | eta {eta} | {parameters} parameters | "
+        f"seq_len {seq_len} | {len(datasets['train'])}/{len(datasets['dev'])}/{len(datasets['test'])} examples | {device}"
+    )
+    batches = EpochBatches(len(datasets["train"]), train_cfg["batch_size"], args.seed, consumed=state["step"])
+    train_loader = loader(datasets["train"], train_cfg["batch_size"], collate, args.workers, batches)
+    dev_loader = loader(datasets["dev"], train_cfg["batch_size"], collate, args.workers)
+
+    def checkpoint_last() -> None:
+        save_checkpoint(
+            {
+                "task": args.task,
+                "attention": args.attention,
+                "trainer": trainer.state(),
+                "state": state,
+                "rng": torch.get_rng_state(),
+                "metric_rows": len(metrics.rows),
+                "config": config,
+            },
+            last_path,
+        )
+
+    steps, stopped_early = train_cfg["steps"], False
+    meter = PeakMemory(device)
+    meter.start()
+    started = time.time() - state["elapsed"]
+    progress = tqdm(total=steps, initial=state["step"], desc=f"{args.task}/{args.attention}", unit="step")
+    window = []
+    for batch in train_loader:
+        if state["step"] >= steps:
+            break
+        result = trainer.train_step(batch)
+        state["step"] += 1
+        window.append(result)
+        progress.update(1)
+        progress.set_postfix(loss=f"{result.task_loss:.4f}")
+        if state["step"] % args.log_every == 0 or state["step"] == steps:
+            metrics.log(
+                kind="train",
+                step=state["step"],
+                loss=np.mean([r.loss for r in window]),
+                task_loss=np.mean([r.task_loss for r in window]),
+                ksvd=np.mean([r.ksvd for r in window]),
+                lr=trainer.scheduler.get_last_lr()[0],
+                seconds=time.time() - started,
+            )
+            window = []
+        out_of_time = args.max_minutes is not None and time.time() - started > 60 * args.max_minutes
+        if state["step"] % train_cfg["eval_every"] == 0 or state["step"] == steps or out_of_time:
+            dev = trainer.evaluate(dev_loader, train_cfg["eval_batches"])
+            better, score = is_better(dev, state["best"], regression)
+            eligible = state["step"] > train_cfg["best_after_fraction"] * steps
+            if better and eligible:
+                state["best"], state["best_step"] = score, state["step"]
+                save_checkpoint({"model": trainer.model.state_dict(), "step": state["step"], "dev": dev}, best_path)
+            metrics.log(
+                kind="dev",
+                step=state["step"],
+                **{k: v for k, v in dev.items() if k != "examples"},
+                seconds=time.time() - started,
+            )
+            say(
+                f"step {state['step']}: dev loss {dev['loss']:.4f} accuracy {dev['accuracy']:.4f}"
+                + (" (best)" if better and eligible else "")
+            )
+            state["elapsed"] = time.time() - started
+            checkpoint_last()
+        if out_of_time:
+            stopped_early = True
+            say(f"stopping at step {state['step']}: --max-minutes {args.max_minutes} reached")
+            break
+    progress.close()
+    train_seconds = time.time() - started
+    peak = meter.peak_bytes()
+
+    test_loader = loader(datasets["test"], train_cfg["batch_size"], collate, args.workers)
+    test_from = "final"
+    if best_path.is_file():
+        trainer.model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+        test_from = f"best dev checkpoint (step {state['best_step']})"
+    test = trainer.evaluate(test_loader)
+    result = {
+        "task": args.task,
+        "attention": args.attention,
+        "layers": schedule,
+        "eta": eta,
+        "seed": args.seed,
+        "parameters": parameters,
+        "seq_len": seq_len,
+        "steps_done": state["step"],
+        "steps_planned": steps,
+        "stopped_early": stopped_early,
+        "best_dev": state["best"],
+        "best_step": state["best_step"],
+        "test": test,
+        "test_from": test_from,
+        **baseline_metrics(labels_of(datasets["train"]), labels_of(datasets["test"]), regression),
+        "train_seconds": round(train_seconds, 2),
+        "peak_memory_mb": round(peak / 2**20, 1),
+        "memory_method": meter.method,
+        "device": str(device),
+        "amp": trainer.amp,
+        "config": config,
+        "attention_options": extra,
+        "data": str(data_dir),
+    }
+    write_json(result, run_dir / "result.json")
+    plot_curves(metrics.rows, run_dir / "curves.png", f"{args.task} / {args.attention}")
+    trivial = (
+        f"trivial MSE {result['trivial_mse']:.4f}"
+        if regression
+        else f"majority-class accuracy {result['majority_accuracy']:.4f}"
+    )
+    extra_metric = f" mse {test['mse']:.4f}" if regression else ""
+    say(
+        f"test ({test_from}): accuracy {test['accuracy']:.4f}{extra_metric} | {trivial} | "
+        f"{train_seconds:.1f} s, peak {result['peak_memory_mb']} MB | {run_dir / 'result.json'}"
+    )
+    return result
