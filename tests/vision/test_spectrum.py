@@ -1,0 +1,43 @@
+"""``python -m vision spectrum`` on trained checkpoints (paper Figure 2)."""
+
+from __future__ import annotations
+
+import json
+
+import timm
+import torch
+
+import vision  # noqa: F401
+from core.analysis.spectrum import collect_attention_matrices
+from vision.cli import main
+from vision.config import TrainConfig
+from vision.spectrum import analysed_blocks
+from vision.train import run
+
+
+def test_blocks_analysed_are_last_canonical_and_primal(tiny):
+    model = timm.create_model("primal_deit_tiny_patch16_224", low_rank=4, num_primal_blocks=1, **{**tiny, "depth": 3})
+    assert list(analysed_blocks(model)) == ["L[1] softmax", "L[2] primal"]
+    assert len(analysed_blocks(model, "all")) == 3
+    matrices = collect_attention_matrices(model, [torch.randn(2, 3, 32, 32)], layers=analysed_blocks(model))
+    softmax = matrices["L[1] softmax"]
+    assert softmax.shape == (2, 4, 17, 17)
+    torch.testing.assert_close(softmax.sum(-1), torch.ones(2, 4, 17))  # row-stochastic
+
+
+def test_spectrum_command_compares_checkpoints(image_folder, tmp_path, capsys):
+    common = dict(dataset="folder", data_path=str(image_folder), img_size=32, patch_size=8, embed_dim=32, depth=2,
+                  num_heads=2, low_rank=4, batch_size=6, epochs=1, workers=0, max_train_batches=1, threads=1)
+    run(TrainConfig(model="primal_deit_tiny_patch16_224", output_dir=str(tmp_path / "primal"), **common))
+    run(TrainConfig(model="deit_tiny_patch16_224", output_dir=str(tmp_path / "deit"), **common))
+    stem = tmp_path / "fig" / "spectrum"
+    code = main(["spectrum", "--checkpoint", str(tmp_path / "deit" / "best.pt"), str(tmp_path / "primal" / "best.pt"),
+                 "--label", "DeiT", "Primal", "--num-images", "5", "--output", str(stem)])
+    assert code == 0
+    result = json.loads(stem.with_suffix(".json").read_text())
+    assert set(result["curves"]) == {"DeiT L[1] softmax", "Primal L[0] softmax", "Primal L[1] primal"}
+    for curve in result["curves"].values():
+        mean = torch.tensor(curve["mean"])
+        assert len(mean) == 17 and torch.all(mean[1:] >= mean[:-1] - 1e-9) and abs(mean[-1] - 1) < 1e-6
+    assert stem.with_suffix(".png").stat().st_size > 0
+    assert "k=1" in capsys.readouterr().out
