@@ -29,6 +29,7 @@ from core.nn import schedule_for_model
 from timeseries.batching import evaluation_batches, gather, training_batches
 from timeseries.data import SeriesSplit, UEAData
 from timeseries.model import UEAClassifier
+from timeseries.optim import FusedRAdam
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
@@ -63,9 +64,15 @@ def build_model(config: dict[str, Any], model_name: str, data: UEAData) -> UEACl
 
 
 def make_optimizer(config: dict[str, Any], parameters) -> torch.optim.Optimizer:
-    """RAdam, Adam or AdamW with the configured learning rate and weight decay."""
+    """RAdam, Adam or AdamW with the configured learning rate and weight decay, on fused kernels where the device
+    has them (CPU, CUDA); RAdam runs as :class:`timeseries.optim.FusedRAdam`, equal to ``torch.optim.RAdam``."""
+    parameters = list(parameters)
+    options = {"lr": config["lr"], "weight_decay": config["weight_decay"]}
+    fused = all(p.device.type in ("cpu", "cuda") for p in parameters)
+    if config["optimizer"] == "RAdam":
+        return FusedRAdam(parameters, **options) if fused else torch.optim.RAdam(parameters, foreach=True, **options)
     cls = getattr(torch.optim, config["optimizer"])
-    return cls(parameters, lr=config["lr"], weight_decay=config["weight_decay"], foreach=True)
+    return cls(parameters, fused=True, **options) if fused else cls(parameters, foreach=True, **options)
 
 
 def evaluation_epochs(epochs: int, every: int) -> set[int]:

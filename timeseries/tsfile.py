@@ -158,7 +158,7 @@ def read_ts(path: str | os.PathLike) -> TsData:
             path, None, f"labels {undeclared} are not declared in @classLabel {' '.join(header.class_labels)}"
         )
     if header.dimensions is not None and frame.shape[1] != header.dimensions:
-        raise TsFileError(
+        raise locate_data_error(path, header) or TsFileError(
             path, None, f"@dimensions declares {header.dimensions} dimensions but the data lines have {frame.shape[1]}"
         )
     return TsData(series=_frame_to_arrays(frame), labels=labels, header=header, path=path)
