@@ -10,9 +10,10 @@ callers move it to their device. The matrices are those of the Spectraformer fra
 - ``scrf``: signed circulant blocks (Feng et al., 2015): rows are cyclic shifts of one Gaussian vector with random
   signs, so each row is exactly N(0, I_d).
 - ``sorf``: ``sqrt(n) H D1 H D2 H D3`` with the orthonormal Hadamard ``H / sqrt(n)`` (Yu et al., 2016); n is the
-  next power of two, the first d columns are kept, rows have squared norm d on average.
+  next power of two and the first d columns are kept. Rows then get chi_d norms (directions kept), since a fixed
+  norm biases positive features.
 - ``rom``: the S-Hybrid random orthogonal matrix ``sqrt(n) H Du H D2 H D1`` with unit-modulus complex ``Du``
-  (Choromanski et al., 2017); its real part times sqrt(2) gives real rows with unit-variance entries.
+  (Choromanski et al., 2017); its real part (rows with unit-variance entries), rows with chi_d norms.
 - ``sgq``: each entry drawn from the n-point probabilists' Gauss-Hermite rule used as a discrete distribution
   (nodes and weights of :func:`numpy.polynomial.hermite_e.hermegauss`); it matches the moments of N(0, 1) up to
   order 2n - 1, so the estimators built on it are nearly unbiased.
@@ -52,6 +53,15 @@ def _rademacher(*shape: int, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randint(0, 2, shape, generator=generator).to(DTYPE) * 2 - 1
 
 
+def _with_chi_norms(rows: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Keep each row's direction, give it an independent chi_d norm (the norm law of an N(0, I_d) row).
+
+    Structured products have (near) constant row norms; positive features depend on ``||omega||``, and a fixed norm
+    biases them, so SORF and ROM rows get Gaussian norms as ORF does.
+    """
+    return rows / rows.norm(dim=1, keepdim=True) * _chi(rows.shape[0], rows.shape[1], generator)[:, None]
+
+
 def _left_hadamard(x: torch.Tensor) -> torch.Tensor:
     """``H x`` for a matrix ``x [n, k]`` (H is symmetric, the transform acts on the last dim)."""
     return fast_walsh_hadamard(x.transpose(0, 1)).transpose(0, 1)
@@ -70,12 +80,9 @@ def orthogonal_weights(m: int, d: int, generator: torch.Generator | None = None)
         torch.Tensor: ``[m, d]``; rows of one block are orthogonal, each row is marginally N(0, I_d).
     """
     _check_sizes(m, d)
-    blocks = []
-    for _ in range(math.ceil(m / d)):
-        q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=DTYPE))
-        q = q * torch.sign(torch.diagonal(r))[None, :]  # sign fix: Haar-distributed
-        blocks.append(q.transpose(0, 1))
-    rows = torch.cat(blocks, dim=0)[:m]
+    q, r = torch.linalg.qr(torch.randn(math.ceil(m / d), d, d, generator=generator, dtype=DTYPE))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]  # sign fix: Haar-distributed
+    rows = q.transpose(-1, -2).reshape(-1, d)[:m]
     return rows * _chi(m, d, generator)[:, None]
 
 
@@ -116,10 +123,12 @@ def structured_orthogonal_weights(m: int, d: int, generator: torch.Generator | N
     _check_sizes(m, d)
     n = next_power_of_two(d)
     blocks = []
-    for _ in range(math.ceil(m / n)):
+    while len(blocks) < math.ceil(m / n):
         diagonals = [_rademacher(n, generator=generator) for _ in range(3)]
-        blocks.append(_hd_chain(diagonals) / n)  # sqrt(n) * n^{-3/2}
-    return torch.cat(blocks, dim=0)[:m, :d]
+        block = _hd_chain(diagonals) / n  # sqrt(n) * n^{-3/2}
+        if (block[:, :d].abs().sum(dim=1) > 0).all():  # for d < n a kept row can vanish; draw the block again
+            blocks.append(block)
+    return _with_chi_norms(torch.cat(blocks, dim=0)[:m, :d], generator)
 
 
 def random_ortho_hybrid_weights(m: int, d: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -140,7 +149,7 @@ def random_ortho_hybrid_weights(m: int, d: int, generator: torch.Generator | Non
         inner = _hd_chain([d1, d2]).to(torch.complex128)
         block = _left_hadamard(unit[:, None] * inner) / n
         blocks.append(math.sqrt(2.0) * block.real)
-    return torch.cat(blocks, dim=0)[:m, :d]
+    return _with_chi_norms(torch.cat(blocks, dim=0)[:m, :d], generator)
 
 
 def gauss_hermite_rule(points: int) -> tuple[torch.Tensor, torch.Tensor]:

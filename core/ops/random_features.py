@@ -100,6 +100,36 @@ def trig_features(x: torch.Tensor, omega: torch.Tensor, kernel: str = "softmax")
     return out
 
 
+def saderf_features(
+    x: torch.Tensor,
+    omega: torch.Tensor,
+    psi: torch.Tensor,
+    a: float | torch.Tensor = 0.0,
+    kernel: str = "softmax",
+    is_query: bool = True,
+) -> torch.Tensor:
+    """The full SADERF estimator features: GERF on ``x psi`` (queries) or ``y / psi`` (keys).
+
+    ``(x psi) . (y / psi) = x . y``, so the softmax kernel is unchanged; the Gaussian kernel's extra factor
+    ``exp(-||x||^2 / 2)`` uses the untransformed norm.
+
+    Args:
+        x (torch.Tensor): ``[..., N, d]``.
+        omega (torch.Tensor): ``[..., m, d]``.
+        psi (torch.Tensor): ``[..., 1, d]`` positive diagonal of Psi.
+        a (float or torch.Tensor): GERF's A.
+        kernel (str): "softmax" or "gaussian".
+        is_query (bool): queries multiply by psi, keys divide.
+
+    Returns:
+        torch.Tensor: ``[..., N, m]``.
+    """
+    out = gerf_features(x * psi if is_query else x / psi, omega, a, "softmax")
+    if kernel == "gaussian":
+        out = out * (-x.pow(2).sum(-1, keepdim=True) / 2).exp()
+    return out
+
+
 def token_moments(x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and mean square of each feature over a sequence's real tokens.
 
