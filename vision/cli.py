@@ -1,8 +1,9 @@
 """Command line of the vision suite (Primal-Attention, Chen et al., NeurIPS 2023): ``python -m vision <command>``.
 
 Commands: ``train`` (DeiT / Primal.+DeiT training, resumable, DDP through torchrun), ``evaluate`` (top-1/top-5
-of a checkpoint), ``spectrum`` (Figure 2's cumulative singular-value curves), ``make-imagenet100`` (the IN-100
-subset folder from ImageNet-1K by links) and ``models`` (the registered attentions and models).
+of a checkpoint), ``spectrum`` (Figure 2's cumulative singular-value curves), ``compare`` (a table of runs),
+``make-imagenet100`` (the IN-100 subset folder from ImageNet-1K by links) and ``models`` (the registered attentions
+and models).
 """
 
 from __future__ import annotations
@@ -80,6 +81,30 @@ def _make_imagenet100(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from vision.plots import results_table
+
+    rows = []
+    for run in args.runs:
+        path = Path(run) / "result.json" if Path(run).is_dir() else Path(run)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: give run folders of `python -m vision train`")
+        result = json.loads(path.read_text())
+        train, final = result.get("train", {}), result.get("final", {})
+        rows.append({
+            "run": path.parent.name, "model": result["model"], "dataset": result["dataset"],
+            "primal_blocks": result["primal_blocks"], "parameters": result["parameters"],
+            "epochs": result["epochs_completed"], "steps": result["steps"], "minutes": result["wall_seconds"] / 60,
+            "top1": final.get("top1"), "top5": final.get("top5"), "best_top1": result["best"]["top1"],
+            "train_images_per_s": train.get("images_per_s"), "seconds_per_1k_steps": train.get("seconds_per_1k_steps"),
+            "peak_memory_gb": train.get("peak_memory_gb"), "status": result["status"],
+        })
+    print(results_table(rows))
+    if args.output:
+        write_json({"runs": rows}, args.output)
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     listing = {
         "attentions": {name: core.attention_info(name).summary for name in core.list_attentions()},
@@ -127,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     subset.add_argument("--splits", nargs="+", default=["train", "val"], help="splits to build (default: train val)")
     subset.add_argument("--copy", action="store_true", help="copy class folders instead of symlinking them")
     subset.set_defaults(handler=_make_imagenet100)
+
+    compare = commands.add_parser("compare", help="a table of finished runs (accuracy, throughput, memory)")
+    compare.add_argument("runs", nargs="+", help="run folders (or their result.json files)")
+    compare.add_argument("--output", help="also write the rows as JSON to this file")
+    compare.set_defaults(handler=_compare)
 
     models = commands.add_parser("models", help="list the core attentions and the registered timm models")
     models.set_defaults(handler=_models)

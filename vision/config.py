@@ -48,6 +48,7 @@ class TrainConfig:
     embed_dim: int | None = _opt(None, "override the model's width")
     depth: int | None = _opt(None, "override the model's number of blocks")
     num_heads: int | None = _opt(None, "override the model's number of heads")
+    mlp_ratio: float | None = _opt(None, "override the MLP width / model width (DeiT: 4)")
     drop_path: float = _opt(0.1, "stochastic depth rate")
     drop: float = _opt(0.0, "dropout rate")
     pretrained_checkpoint: str | None = _opt(None, "DeiT/ViT checkpoint (timm layout) loaded into the canonical blocks")

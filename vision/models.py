@@ -181,7 +181,7 @@ def build_model(config: Any, num_classes: int, in_chans: int, img_size: int) -> 
     default); any other timm ViT name gets ``config.attention`` in every block and ``num_primal_blocks`` (0 by
     default) primal blocks at the end.
     """
-    sizes = {key: getattr(config, key) for key in ("patch_size", "embed_dim", "depth", "num_heads")}
+    sizes = {key: getattr(config, key) for key in ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")}
     timm_kwargs = {
         "num_classes": num_classes,
         "in_chans": in_chans,
