@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (MissingBibleError, CorpusLayoutError, FairseqNotFoundError, FileNotFoundError, ValueError) as error:
+    except (MissingBibleError, CorpusLayoutError, FairseqNotFoundError, FileNotFoundError, ValueError,
+            RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as error:

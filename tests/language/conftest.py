@@ -39,7 +39,8 @@ def build_lm(data_dir: Path, arch: str, *extra: str, layers: int = 2, dim: int =
     """
     argv = [
         str(data_dir), "--user-dir", str(PLUGIN_DIR), "--task", "language_modeling", "--arch", arch,
-        "--decoder-layers", str(layers), "--decoder-embed-dim", str(dim), "--decoder-ffn-embed-dim", str(2 * dim),
+        "--decoder-layers", str(layers), "--decoder-embed-dim", str(dim), "--decoder-input-dim", str(dim),
+        "--decoder-output-dim", str(dim), "--decoder-ffn-embed-dim", str(2 * dim),
         "--decoder-attention-heads", str(heads), "--tokens-per-sample", "32", "--dropout", "0", "--cpu",
         "--criterion", "cross_entropy_ksvd", *extra,
     ]

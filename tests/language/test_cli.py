@@ -10,7 +10,8 @@ import pytest
 from language.__main__ import main
 
 TINY = [
-    "--set", "decoder-layers=2", "--set", "decoder-embed-dim=32", "--set", "decoder-ffn-embed-dim=64",
+    "--set", "decoder-layers=2", "--set", "decoder-embed-dim=32", "--set", "decoder-input-dim=32",
+    "--set", "decoder-output-dim=32", "--set", "decoder-ffn-embed-dim=64",
     "--set", "decoder-attention-heads=2", "--set", "tokens-per-sample=32", "--set", "max-tokens=512",
     "--set", "validate-interval-updates=0", "--set", "save-interval-updates=0", "--threads", "1",
 ]
