@@ -88,7 +88,10 @@ class TrainingMonitor:
         self.records[kind].append(stats)
         if kind == "train_inner":
             # fairseq's "wall" is its own elapsed time, the clock --stop-time-hours also follows (startup excluded)
-            done = stats.get("wall", time.monotonic() - self.start) if self.minutes is not None else stats.get("num_updates", 0)
+            if self.minutes is not None:
+                done = stats.get("wall", time.monotonic() - self.start)
+            else:
+                done = stats.get("num_updates", 0)
             self.bar.n = min(int(done), self.bar.total or int(done))
             self.bar.set_postfix(loss=stats.get("loss"), ppl=stats.get("ppl"))
         elif kind == "valid":
