@@ -94,3 +94,17 @@ def test_signalled_job_checkpoints_requeues_and_resumes(slurm_cluster, tmp_path)
     result = json.loads((run_dir / "done.json").read_text())
     assert result["total"] == sum(range(1, 41))  # the resumed run continued, neither skipping nor repeating steps
     assert result["restarts"] >= 1 and "requeueing" in text and "restarts=1" in text
+
+
+def test_submitit_sweep_runs_every_grid_point(slurm_cluster, tmp_path, monkeypatch):
+    from core.engine.sweep import expand_grid, make_executor, submit_commands
+
+    for key, value in slurm_cluster.items():
+        monkeypatch.setenv(key, value)
+    commands = expand_grid(f"{sys.executable} -c 'print({{a}} * {{b}})'", {"a": ["2", "3"], "b": ["5"]})
+    executor = make_executor(tmp_path, partition=None, nodes=1, gpus_per_node=0, cpus_per_task=1, timeout_min=5,
+                             array_parallelism=2)
+    assert executor.cluster == "slurm"
+    jobs = submit_commands(commands, executor)
+    outputs = sorted(job.result().strip() for job in jobs)
+    assert outputs == ["10", "15"]

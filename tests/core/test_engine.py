@@ -62,3 +62,13 @@ def test_environment_rank_reads_torchrun_then_slurm(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert environment_rank() == (1, 2, 0)
+
+
+def test_sweep_grid_expansion():
+    from core.engine.sweep import expand_grid, parse_grid
+
+    grid = parse_grid(["seed=1,2", "model=a,b"])
+    assert expand_grid("run --model {model} --seed {seed}", grid) == [
+        "run --model a --seed 1", "run --model a --seed 2", "run --model b --seed 1", "run --model b --seed 2"]
+    with pytest.raises(ValueError, match="name=v1,v2"):
+        parse_grid(["seed"])
