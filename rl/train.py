@@ -210,8 +210,14 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> di
         return results
 
     budget = float("inf") if config.max_minutes is None else 60.0 * config.max_minutes
-    bar = tqdm(total=config.max_steps, initial=step, desc=f"train {config.model}", unit="step",
-               disable=not (main and progress))
+    finished = step >= config.max_steps or elapsed >= budget
+    if finished and (run_dir / "result.json").is_file():
+        stored = json.loads((run_dir / "result.json").read_text())
+        if stored.get("steps") == step:
+            log.info("run in %s is already complete (step %d); keeping its result.json", run_dir, step)
+            return stored
+    total = config.max_steps if config.max_minutes is None else None
+    bar = tqdm(total=total, initial=step, desc=f"train {config.model}", unit="step", disable=not (main and progress))
     window_loss, window_ksvd, window_count = 0.0, 0.0, 0
     net.train()
     while step < config.max_steps and elapsed < budget:
