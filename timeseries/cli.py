@@ -19,7 +19,7 @@ from core.engine import select_device, write_json
 from timeseries.config import PAPER_MODELS, canonical_model, resolve_config
 from timeseries.data import PAPER_DATASETS, PROTOCOLS, load_uea
 from timeseries.report import format_table, plot_learning_curves, read_metrics, summarise, write_summary_csv
-from timeseries.train import train_run
+from timeseries.train import TimeLimitReached, train_run
 
 DEFAULT_DATASET = "JapaneseVowels"
 
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--checkpoint-every", type=int, default=10, help="epochs between resumable checkpoints")
     output.add_argument("--keep-checkpoints", action="store_true", help="keep checkpoint.pt after a run finishes")
     output.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    output.add_argument("--time-limit", type=float, default=None,
+                        help="minutes; after the epoch that passes it, checkpoint and stop (exit code 3); rerun to resume")
     return parser
 
 
@@ -122,6 +124,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     out = Path(args.out)
     results = []
     started = time.perf_counter()
+    deadline = None if args.time_limit is None else time.monotonic() + 60.0 * args.time_limit
     for dataset in datasets:
         data = load_uea(dataset, args.data_dir, args.protocol, args.val_ratio, args.split_seed)
         print(f"{dataset}: {data.summary()}", file=sys.stderr)
@@ -132,7 +135,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 run_dir = out / dataset / args.protocol / model / f"seed{seed}"
                 result = train_run(config, data, model, seed, run_dir, device, resume=not args.fresh,
                                    checkpoint_every=args.checkpoint_every, keep_checkpoint=args.keep_checkpoints,
-                                   eval_batch_size=args.eval_batch_size, progress=not args.no_progress)
+                                   eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
+                                   deadline=deadline)
                 results.append(result)
                 curves[f"{model} seed {seed}"] = read_metrics(run_dir)
         plot_learning_curves(curves, out / dataset / f"curves_{args.protocol}.png", title=f"{dataset} ({args.protocol})")
@@ -151,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TimeLimitReached as stop:
+        print(f"time limit: {stop}", file=sys.stderr)
+        return 3
     print(format_table(rows))
     print(f"\n{len(rows)} result rows in {time.perf_counter() - started:.0f} s; JSON, CSV and plots under {args.out}/")
     return 0

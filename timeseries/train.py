@@ -32,6 +32,10 @@ from timeseries.model import UEAClassifier
 from timeseries.optim import FusedRAdam
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class TimeLimitReached(RuntimeError):
+    """Raised after the epoch that crossed the deadline, once its checkpoint is saved; rerunning resumes."""
 RESULT = "result.json"
 
 
@@ -123,6 +127,7 @@ def train_run(
     keep_checkpoint: bool = False,
     eval_batch_size: int = 256,
     progress: bool = True,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; write ``result.json``, ``metrics.{jsonl,csv}``, ``log.txt`` and ``model_best.pt``.
 
@@ -138,6 +143,8 @@ def train_run(
         keep_checkpoint: keep ``checkpoint.pt`` after the run has finished.
         eval_batch_size: series per evaluation batch.
         progress: show a tqdm bar.
+        deadline: a ``time.monotonic()`` value; after the epoch that passes it the run checkpoints and raises
+            :class:`TimeLimitReached` (for wall-clock limits of shared machines and cluster jobs).
 
     Returns:
         The result dict (also in ``result.json``); ``accuracy`` is the protocol's test accuracy in %.
@@ -159,7 +166,7 @@ def train_run(
     optimizer = make_optimizer(config, model.parameters())
     logger = MetricLogger(run_dir)
     state = {"epoch": 0, "best_val": (-1.0, float("inf")), "best_epoch": None, "best_state": None, "train_seconds": 0.0,
-             "eval_seconds": 0.0, "ksvd_start": None, "last_val": None}
+             "eval_seconds": 0.0, "cpu_seconds": 0.0, "ksvd_start": None, "last_val": None}
     if resume and (run_dir / CHECKPOINT).is_file():
         saved = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
         if saved["identity"] != identity:
@@ -186,7 +193,7 @@ def train_run(
     bar = tqdm(range(state["epoch"] + 1, epochs + 1), desc=f"{data.name} {model_name} seed {seed}", unit="ep",
                disable=not progress, initial=state["epoch"], total=epochs, dynamic_ncols=True, leave=True)
     for epoch in bar:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
         generator.manual_seed(seed * 100_003 + epoch)
         totals = {"loss": 0.0, "ce": 0.0, "ksvd": 0.0, "correct": 0}
@@ -222,14 +229,20 @@ def train_run(
                 state["best_val"], state["best_epoch"] = (val_acc, val_loss), epoch
                 state["best_state"] = copy.deepcopy(model.state_dict())
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val_acc:.1f}", best=f"{state['best_val'][0]:.1f}")
+        state["cpu_seconds"] += time.process_time() - cpu_start
         row["seconds"] = state["train_seconds"] + state["eval_seconds"]
         logger.log(**row)
         log.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()) + "\n")
         log.flush()
         state["epoch"] = epoch
-        if epoch % checkpoint_every == 0 and epoch < epochs:
+        out_of_time = deadline is not None and time.monotonic() > deadline and epoch < epochs
+        if (epoch % checkpoint_every == 0 and epoch < epochs) or out_of_time:
             save_checkpoint({"identity": identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "rng": torch.get_rng_state(), "state": state}, run_dir / CHECKPOINT)
+        if out_of_time:
+            bar.close()
+            log.close()
+            raise TimeLimitReached(f"{run_dir}: stopped after epoch {epoch} of {epochs} at the time limit; rerun to resume")
     bar.close()
     log.close()
     return _finish(model, data, state, identity, run_dir, device, eval_batch_size, trim, keep_checkpoint)
@@ -255,6 +268,8 @@ def _finish(model, data, state, identity, run_dir: Path, device, eval_batch_size
         "train_seconds": state["train_seconds"],
         "eval_seconds": state["eval_seconds"],
         "seconds": state["train_seconds"] + state["eval_seconds"],
+        "cpu_seconds": state["cpu_seconds"],
+        "threads": torch.get_num_threads(),
         "data": data.summary(),
         "identity": identity,
     }

@@ -50,6 +50,12 @@ def make_dataset(root: Path, name: str, rng: np.random.Generator, train: int = 2
 
 
 @pytest.fixture
+def ts_text():
+    """:func:`format_ts`, for tests that write their own files."""
+    return format_ts
+
+
+@pytest.fixture
 def toy_root(tmp_path: Path) -> tuple[Path, dict]:
     """A data root holding one generated data set "Toy"."""
     written = make_dataset(tmp_path, "Toy", np.random.default_rng(0))

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.timeseries.conftest import format_ts
 from timeseries.data import find_dataset_files, interpolate_missing, load_uea, sktime_data_root
 
 
@@ -22,13 +21,13 @@ def test_interpolation_matches_pandas():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
-def test_load_uea_pads_clips_and_standardises_on_train_only(toy_root):
+def test_load_uea_pads_clips_and_standardises_on_train_only(toy_root, ts_text):
     root, written = toy_root
     train_series, train_labels = written["TRAIN"]
     test_series, _ = written["TEST"]
     # a longer test series must be clipped to the longest training series
     test_series = [np.vstack([test_series[0]] * 3)] + test_series[1:]
-    (root / "Toy" / "Toy_TEST.ts").write_text(format_ts(test_series, written["TEST"][1], ["c0", "c1", "c2"]))
+    (root / "Toy" / "Toy_TEST.ts").write_text(ts_text(test_series, written["TEST"][1], ["c0", "c1", "c2"]))
     data = load_uea("Toy", root)
     max_len = max(len(s) for s in train_series)
     assert data.max_len == max_len and data.train.values.shape == (24, max_len, 3)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.timeseries.conftest import format_ts
 from timeseries.tsfile import TsFileError, read_header, read_ts
 
 GOOD_HEADER = "@problemName Toy\n@timeStamps false\n@univariate false\n@dimensions 2\n@classLabel true a b\n@data\n"
 
 
-def test_round_trip_values_lengths_labels_and_missing(tmp_path):
+def test_round_trip_values_lengths_labels_and_missing(tmp_path, ts_text):
     rng = np.random.default_rng(1)
     series = [rng.normal(size=(n, 3)) for n in (4, 7, 5)]
     series[1][2, 1] = np.nan
     labels = ["b", "a", "b"]
     path = tmp_path / "x.ts"
-    path.write_text(format_ts(series, labels, ["a", "b"]))
+    path.write_text(ts_text(series, labels, ["a", "b"]))
     data = read_ts(path)
     assert list(data.labels) == labels
     assert data.header.class_labels == ("a", "b") and data.header.dimensions == 3

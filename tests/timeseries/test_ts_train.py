@@ -86,3 +86,20 @@ def test_cli_reports_bad_input_clearly(tmp_path, capsys):
     assert "NoSuchSet" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="unknown model 'nosuch'"):
         main(["--model", "nosuch", "--out", str(tmp_path / "o")])
+
+
+def test_time_limit_checkpoints_after_the_current_epoch_and_resumes(toy_root, tmp_path):
+    import time
+
+    from timeseries.train import TimeLimitReached
+
+    root, _ = toy_root
+    data = load_uea("Toy", root)
+    config = resolve_config("Toy", "primalformer", overrides={**SMALL, "epochs": 3})
+    device = torch.device("cpu")
+    with pytest.raises(TimeLimitReached, match="after epoch 1 of 3"):
+        train_run(config, data, "primalformer", 0, tmp_path, device, progress=False, deadline=time.monotonic() - 1.0)
+    assert (tmp_path / "checkpoint.pt").is_file()
+    result = train_run(config, data, "primalformer", 0, tmp_path, device, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and result["best_epoch"] in (1, 2, 3)
