@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 
 from language import benchmark, evaluate, prepare, train
 from language.data.corpus import CorpusLayoutError
 from language.data.kjv import MissingBibleError
-from language.process import FairseqNotFoundError
+from language.process import FairseqNotFoundError, terminate_running
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum, frame) -> None:
+    terminate_running()  # fairseq subprocesses must not outlive a killed or timed-out command
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:
+        signal.signal(signal.SIGTERM, _stop)
     try:
         return args.run(args)
     except (MissingBibleError, CorpusLayoutError, FairseqNotFoundError, FileNotFoundError, ValueError,

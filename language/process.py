@@ -17,6 +17,16 @@ from language import PLUGIN_DIR
 REPO_ROOT = PLUGIN_DIR.parent.parent
 
 
+_RUNNING: set[subprocess.Popen] = set()
+
+
+def terminate_running() -> None:
+    """Kill every fairseq subprocess started by :func:`run_logged` that is still running (on SIGTERM)."""
+    for process in list(_RUNNING):
+        if process.poll() is None:
+            process.kill()
+
+
 class FairseqNotFoundError(RuntimeError):
     """fairseq's command-line tools are not installed."""
 
@@ -76,6 +86,7 @@ def run_logged(
         process = subprocess.Popen(
             list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(threads)
         )
+        _RUNNING.add(process)
         try:
             for line in process.stdout:
                 log.write(line)
@@ -88,6 +99,8 @@ def run_logged(
             process.kill()
             process.wait()
             raise
+        finally:
+            _RUNNING.discard(process)
     if code != 0:
         raise subprocess.CalledProcessError(code, list(command), output=f"see {log_path} for the output")
     return time.monotonic() - start
