@@ -243,8 +243,10 @@ def trig_attention_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TrigRF features for normalised attention: queries ``[cos, sin]``; keys also carry ``exp(||y||^2/2)`` (softmax).
 
-    The key factor is stabilised by the maximum over real keys (non-causal) and left unshifted in causal mode
-    (it overflows float32 only for ``||y||^2 > 170``). Returns ``[B, H, N, 2m]`` each, signed.
+    The key factor is stabilised by the maximum over real keys (non-causal). Causal mode has no data-independent
+    bound for ``||y||^2``, so the factor's exponent is capped at ``log(max float) / 3`` (about 29.6 in float32):
+    a key with ``||y||^2 > 59`` is under-weighted instead of overflowing into the prefix sums.
+    Returns ``[B, H, N, 2m]`` each, signed.
     """
     check_kernel(kernel)
     if key_padding_mask is not None:
@@ -255,7 +257,9 @@ def trig_attention_features(
     kf = torch.cat([pk.cos(), pk.sin()], dim=-1)
     if kernel == "softmax":
         half_sq = y.pow(2).sum(-1, keepdim=True) / 2
-        if not causal:
+        if causal:
+            half_sq = half_sq.clamp_max(math.log(torch.finfo(half_sq.dtype).max) / 3)
+        else:
             half_sq = half_sq - _masked_max(half_sq, key_padding_mask).detach()
         kf = kf * half_sq.exp()
     return qf, kf
