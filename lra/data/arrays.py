@@ -172,7 +172,7 @@ class LRADataset(Dataset):
             else:
                 ids, mask = pixels + 1, torch.ones_like(pixels, dtype=torch.bool)
             return {"input_ids": ids, "mask": mask, "labels": torch.tensor(int(a["labels"][index]))}
-        values = torch.from_numpy(np.asarray(a["values"][index], dtype=np.float32))
+        values = torch.from_numpy(np.array(a["values"][index], dtype=np.float32))
         markers = torch.zeros_like(values)
         markers[torch.from_numpy(np.asarray(a["positions"][index], dtype=np.int64))] = 1.0
         return {
