@@ -97,6 +97,8 @@ class TrainConfig:
     save_every_steps: int = _opt(0, "also checkpoint every this many updates (0 = at epoch ends only)")
     keep_checkpoints: int = _opt(2, "how many recent checkpoints to keep")
     max_minutes: float = _opt(0.0, "wall-clock budget: checkpoint, evaluate and stop after this many minutes (0 = none)")
+    time_schedule: bool = _opt(False, "with --max-minutes: advance warm-up and cosine decay with elapsed time instead of "
+                               "updates, so the schedule ends when the budget does (epochs is then an upper bound)")
     eval_every: int = _opt(1, "evaluate every this many epochs (and after the last)")
     dist_eval: bool = _opt(True, "split evaluation over processes")
 

@@ -69,6 +69,16 @@ def _sum_over_processes(values: list[float], device: torch.device) -> list[float
     return tensor.tolist()
 
 
+def shared_time(device: torch.device) -> float:
+    """``time.time()`` of rank 0 on every process, so time-based decisions (budget, schedule) agree across ranks."""
+    now = time.time()
+    if not (dist.is_available() and dist.is_initialized()):
+        return now
+    tensor = torch.tensor([now], dtype=torch.float64, device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())
+
+
 @dataclass
 class TrainState:
     """Where training stands: ``epoch``, batches done in it, optimizer ``step`` count."""
@@ -95,6 +105,7 @@ def train_one_epoch(
     max_batches: int = 0,
     deadline: float | None = None,
     on_step: Callable[[TrainState], None] | None = None,
+    schedule_position: Callable[[TrainState, float], int] | None = None,
     show_progress: bool = True,
 ) -> dict[str, float]:
     """Train until the loader is exhausted, ``max_batches`` is reached or the ``deadline`` (time.time()) passes.
@@ -112,8 +123,10 @@ def train_one_epoch(
         clip_grad: gradient-norm clipping value.
         ema: timm ``ModelEmaV3`` or None.
         max_batches: stop the epoch after this many batches in total (0 = no limit).
-        deadline: wall-clock time after which to stop.
+        deadline: wall-clock time (rank 0's ``time.time()``) after which to stop.
         on_step: called after every update (e.g. periodic checkpoints).
+        schedule_position: maps the state and the shared time to the scheduler's update count (default:
+            ``state.step``).
         show_progress: tqdm bar.
 
     Returns:
@@ -159,8 +172,9 @@ def train_one_epoch(
         state.step += 1
         state.batch_in_epoch += 1
         if ema is not None:
-            ema.update(model, step=state.step)
-        scheduler.step_update(num_updates=state.step)
+            ema.update(getattr(model, "module", model), step=state.step)  # the unwrapped model under DDP
+        now = shared_time(device) if deadline is not None or schedule_position is not None else None
+        scheduler.step_update(num_updates=schedule_position(state, now) if schedule_position else state.step)
         batches += 1
         images_seen += images.shape[0]
         totals["loss"] += loss.item()
@@ -169,7 +183,7 @@ def train_one_epoch(
         progress.set_postfix(loss=f"{totals['loss'] / batches:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         if on_step is not None:
             on_step(state)
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and now >= deadline:
             stopped_early = True
             break
     progress.close()

@@ -36,7 +36,7 @@ from core.engine import (
 )
 from vision.config import TrainConfig
 from vision.data import build_dataset, build_transform, dataset_info
-from vision.engine import SkipFirst, TrainState, evaluate, train_one_epoch
+from vision.engine import SkipFirst, TrainState, evaluate, shared_time, train_one_epoch
 from vision.models import attention_name, build_model, primal_block_indices
 from vision.plots import plot_training_curves
 
@@ -150,7 +150,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
 
     checkpoints = out / "checkpoints"
     metrics = MetricLogger(out, enabled=main)
-    state, best, wall_before = TrainState(), {"top1": -1.0, "top5": 0.0, "epoch": -1}, 0.0
+    state, best, wall_before, cpu_before = TrainState(), {"top1": -1.0, "top5": 0.0, "epoch": -1}, 0.0, 0.0
     resume = _resume_path(config, checkpoints)
     if resume is not None:
         saved = load_checkpoint(resume, map_location=device)
@@ -164,14 +164,16 @@ def run(config: TrainConfig) -> dict[str, Any]:
             scaler.load_state_dict(saved["scaler"])
         if ema is not None and saved.get("ema"):
             ema.module.load_state_dict(saved["ema"])
-        state, best, wall_before = TrainState(**saved["state"]), saved["best"], saved.get("wall_seconds", 0.0)
+        state, best = TrainState(**saved["state"]), saved["best"]
+        wall_before, cpu_before = saved.get("wall_seconds", 0.0), saved.get("cpu_seconds", 0.0)
         metrics.load_existing()
         metrics.truncate(saved["metric_rows"])
         seed_everything(config.seed + context.rank + 1_000_003 * state.step)
         log.info("resumed from %s at epoch %d, batch %d, step %d", resume, state.epoch, state.batch_in_epoch, state.step)
 
-    start = time.time()
-    deadline = start + 60 * config.max_minutes if config.max_minutes else None
+    start, cpu_start = shared_time(device), time.process_time()
+    # the budget covers the whole training, across resumes
+    deadline = start + 60 * config.max_minutes - wall_before if config.max_minutes else None
 
     def save(current: TrainState) -> None:
         if not main:
@@ -181,10 +183,21 @@ def run(config: TrainConfig) -> dict[str, Any]:
             "scaler": scaler.state_dict() if scaler is not None else None,
             "ema": ema.module.state_dict() if ema is not None else None,
             "state": vars(current).copy(), "best": best, "metric_rows": len(metrics.rows),
-            "wall_seconds": wall_before + time.time() - start, "config": config.to_dict(),
+            "wall_seconds": wall_before + time.time() - start,
+            "cpu_seconds": cpu_before + time.process_time() - cpu_start, "config": config.to_dict(),
         }, checkpoints / f"checkpoint-{current.step:09d}.pt")
         for old in _checkpoint_paths(checkpoints)[:-max(1, config.keep_checkpoints)]:
             old.unlink()
+
+    total_updates = config.epochs * batches_per_epoch
+
+    def time_position(current: TrainState, now: float) -> int:
+        elapsed = wall_before + now - start
+        return min(total_updates, int(total_updates * elapsed / (60 * config.max_minutes)))
+
+    schedule_position = time_position if config.time_schedule and config.max_minutes else None
+    if config.time_schedule and not config.max_minutes:
+        raise ValueError("--time-schedule needs a budget: set --max-minutes")
 
     def on_step(current: TrainState) -> None:
         if config.save_every_steps and current.step % config.save_every_steps == 0:
@@ -197,7 +210,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     last_eval: dict[str, float] = {}
     stopped_early = False
     while state.epoch < config.epochs and not stopped_early:
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and shared_time(device) >= deadline:
             stopped_early = True
             break
         train_sampler.set_epoch(state.epoch)
@@ -206,7 +219,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
         last_train = train_one_epoch(
             model, loader, optimizer, scheduler, criterion, state, device, eta=config.eta, mixup=mixup, scaler=scaler,
             clip_grad=config.clip_grad, ema=ema, max_batches=config.max_train_batches, deadline=deadline,
-            on_step=on_step, show_progress=main,
+            on_step=on_step, schedule_position=schedule_position, show_progress=main,
         )
         stopped_early = bool(last_train["stopped_early"]) and state.batch_in_epoch < batches_per_epoch
         epoch = state.epoch
@@ -237,15 +250,17 @@ def run(config: TrainConfig) -> dict[str, Any]:
         last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
                              show_progress=main)
     if stopped_early:
-        log.info("time budget of %.1f min reached at epoch %d, batch %d; resume with the same command",
-                 config.max_minutes, state.epoch, state.batch_in_epoch)
+        log.info("time budget of %.1f min used up at epoch %d, batch %d (the budget covers all resumed runs: raise "
+                 "--max-minutes to continue)", config.max_minutes, state.epoch, state.batch_in_epoch)
 
     result = {
-        "status": "stopped_at_time_budget" if stopped_early else "complete",
+        "status": "time_budget_used" if stopped_early else "complete",
         "model": config.model, "dataset": config.dataset, "parameters": parameters,
         "attention": config.attention, "primal_blocks": primal_blocks, "epochs_completed": state.epoch,
         "steps": state.step, "final": last_eval, "best": best, "train": last_train,
-        "wall_seconds": wall_before + time.time() - start, "world_size": context.world_size,
+        "wall_seconds": wall_before + time.time() - start,
+        "cpu_seconds": cpu_before + time.process_time() - cpu_start,  # this process's CPU time (all its threads)
+        "world_size": context.world_size,
         "device": str(device), "config": config.to_dict(),
     }
     if main:

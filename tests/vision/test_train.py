@@ -98,3 +98,18 @@ def test_cli_train_and_errors(image_folder, tmp_path, capsys):
     assert "ImageFolder layout" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "many"])
+
+
+def test_time_budget_stops_checkpoints_and_is_shared_across_resumes(image_folder, tmp_path):
+    out = tmp_path / "budget"
+    first = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-4, time_schedule=True, eval_ema=False))
+    assert first["status"] == "time_budget_used" and first["steps"] == 1
+    assert 0 <= first["final"]["top1"] <= 100
+    assert len(list((out / "checkpoints").glob("checkpoint-*.pt"))) == 1
+    again = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-4, time_schedule=True, eval_ema=False))
+    assert again["steps"] == 1  # the budget was already used up
+
+
+def test_time_schedule_needs_a_budget(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="max-minutes"):
+        run(tiny_config(image_folder, tmp_path / "x", time_schedule=True))
