@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attention.base import ProjectedAttention
-from core.ops.chord import chord_indices, chord_product, chord_product_matrix
+from core.ops.chord import chord_indices, chord_product, chord_product_matrix, shift_product
 from core.registry import register_attention
 
 
@@ -61,7 +61,8 @@ class PSFAttention(nn.Module):
 
     Each head has its own factors (with ``num_heads=1`` the layer is upstream's single-head PSF-Attn followed
     by an output projection). ``V_0 = g(x)`` is split into heads; factor m of head h has row i given by
-    ``f_m(x_i)``. The product covers every pair of tokens when ``N <= 2^M`` (upstream uses ``M = log2 N``).
+    ``f_m(x_i)``. The product covers every pair of tokens when ``N <= 2^M`` (upstream uses ``M = log2 N``); it
+    costs ``O(M (M + 1) N C)`` memory traffic, so the value width C sets its price.
 
     Args:
         dim (int): model width D.
@@ -70,7 +71,9 @@ class PSFAttention(nn.Module):
         num_factors (int): M; each factor has ``M + 1`` links per row (self plus offsets ``1 .. 2^(M-1)``).
             Default: 10 (full reach up to N = 1024).
         factor_hidden (int): hidden width of each factor MLP (upstream ``Ws``). Default: 32.
-        value_hidden (int, optional): hidden width of the value MLP g (upstream ``V``). Default: D.
+        value_dim (int, optional): C, width of the values the factors mix (upstream ``n_channels_V``), split into
+            heads; ``out_proj`` maps it back to D. Default: D // 4 (upstream ListOps: D = 512, C = 128).
+        value_hidden (int, optional): hidden width of the value MLP g (upstream ``V``). Default: C.
         residual (bool): add V_0 after every factor (upstream ``use_residuals``). Default: True.
         dropout (float): dropout before ``out_proj``. Default: 0.
         out_bias (bool): bias of ``out_proj``. Default: True.
@@ -89,6 +92,7 @@ class PSFAttention(nn.Module):
         *,
         num_factors: int = 10,
         factor_hidden: int = 32,
+        value_dim: int | None = None,
         value_hidden: int | None = None,
         residual: bool = True,
         dropout: float = 0.0,
@@ -104,15 +108,19 @@ class PSFAttention(nn.Module):
             )
         if num_factors < 1:
             raise ValueError(f"num_factors must be >= 1, got {num_factors}")
+        value_dim = max(dim // 4 // num_heads, 1) * num_heads if value_dim is None else value_dim
+        if value_dim % num_heads != 0:
+            raise ValueError(f"value_dim={value_dim} is not divisible by num_heads={num_heads}; each head mixes C / H")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.value_dim, self.value_head_dim = value_dim, value_dim // num_heads
         self.causal = bool(causal)
         self.num_factors = num_factors
         self.num_links = num_factors + 1
         self.residual = residual
-        value_hidden = dim if value_hidden is None else value_hidden
-        self.value_mlp = nn.Sequential(nn.Linear(dim, value_hidden), nn.GELU(), nn.Linear(value_hidden, dim))
+        value_hidden = value_dim if value_hidden is None else value_hidden
+        self.value_mlp = nn.Sequential(nn.Linear(dim, value_hidden), nn.GELU(), nn.Linear(value_hidden, value_dim))
         self.factor_mlps = FactorMLPs(dim, num_factors, factor_hidden, num_heads * self.num_links)
-        self.out_proj = nn.Linear(dim, dim, bias=out_bias)
+        self.out_proj = nn.Linear(value_dim, dim, bias=out_bias)
         self.dropout = nn.Dropout(dropout)
 
     def extra_repr(self) -> str:
@@ -128,9 +136,9 @@ class PSFAttention(nn.Module):
         return self.factor_mlps(x).view(m, b, n, self.num_heads, self.num_links).transpose(2, 3)
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
-        """``V_0 = g(x)`` split into heads, ``[B, H, N, Dh]``."""
+        """``V_0 = g(x)`` split into heads, ``[B, H, N, C / H]``."""
         b, n, _ = x.shape
-        return self.value_mlp(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        return self.value_mlp(x).view(b, n, self.num_heads, self.value_head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention.
@@ -144,16 +152,19 @@ class PSFAttention(nn.Module):
             torch.Tensor: ``(B, N, D)``.
         """
         mask = self.check_input(x, key_padding_mask)
-        index, valid = chord_indices(self.num_links, x.shape[1], mask, self.causal, x.device)
-        out = chord_product(self.factors(x), self.values(x), index, valid, self.residual)
-        b, h, n, d = out.shape
-        return self.out_proj(self.dropout(out.transpose(1, 2).reshape(b, n, h * d)))
+        if mask is None:
+            out = shift_product(self.factors(x), self.values(x), self.causal, self.residual)
+        else:
+            index, valid = chord_indices(self.num_links, x.shape[1], mask, self.causal, x.device)
+            out = chord_product(self.factors(x), self.values(x), index, valid, self.residual)
+        b, h, n, c = out.shape
+        return self.out_proj(self.dropout(out.transpose(1, 2).reshape(b, n, h * c)))
 
     def projection_floor(self, x: torch.Tensor) -> torch.Tensor:
         """The MLPs and the output projection without the factor product (the benchmark's GEMM floor)."""
         b, n, _ = x.shape
         mixed = self.values(x) + self.factors(x).sum(dim=(0, -1))[..., None]
-        return self.out_proj(mixed.transpose(1, 2).reshape(b, n, self.dim))
+        return self.out_proj(mixed.transpose(1, 2).reshape(b, n, self.value_dim))
 
     def attention_matrix(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The dense ``(B, H, N, N)`` product the layer applies to ``V_0`` (residual terms included)."""

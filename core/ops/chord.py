@@ -119,6 +119,75 @@ class _ChordMix(torch.autograd.Function):
         return grad_weights, grad_v, None
 
 
+def _shift_slices(offset: int, length: int, causal: bool) -> list[tuple[slice, slice]]:
+    """``(rows, columns)`` slice pairs with ``column = row + offset (mod N)``, or ``row - offset`` when causal."""
+    if causal:
+        return [(slice(offset, length), slice(0, length - offset))] if offset < length else []
+    offset %= length
+    pairs = [(slice(0, length - offset), slice(offset, length))]
+    if offset:
+        pairs.append((slice(length - offset, length), slice(0, offset)))
+    return pairs
+
+
+class _ShiftMix(torch.autograd.Function):
+    """``base + W v`` for an unpadded chord factor, as shifted slices: ``out[:, rows] += w[k, rows] * v[:, cols]``.
+
+    Every link of an unpadded sequence is a (circular) shift, so the gather becomes strided views and no index
+    tensor or gathered copy of v is made, forward or backward. Tensors are channel-first (``[B, H, C, N]`` and
+    weights ``[B, H, K, N]``) so that every update and every reduction over channels runs along contiguous N.
+    """
+
+    @staticmethod
+    def forward(ctx, weights, v, base, offsets, causal):
+        n = v.shape[-1]
+        # link 0 is the self link (offset 0, every row); starting from it spares a zero fill and the residual add
+        out = weights[..., :1, :] * v if base is None else torch.addcmul(base, weights[..., :1, :], v)
+        for link, offset in enumerate(offsets[1:], start=1):
+            for rows, cols in _shift_slices(offset, n, causal):
+                out[..., rows].addcmul_(weights[..., link : link + 1, rows], v[..., cols])
+        ctx.save_for_backward(weights, v)
+        ctx.offsets, ctx.causal = offsets, causal
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        weights, v = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        n = v.shape[-1]
+        grad_weights = torch.zeros_like(weights) if ctx.needs_input_grad[0] else None
+        grad_v = torch.zeros_like(v) if ctx.needs_input_grad[1] else None
+        for link, offset in enumerate(ctx.offsets):
+            for rows, cols in _shift_slices(offset, n, ctx.causal):
+                if grad_weights is not None:
+                    grad_weights[..., link, rows] += (grad_out[..., rows] * v[..., cols]).sum(dim=-2)
+                if grad_v is not None:
+                    grad_v[..., cols].addcmul_(weights[..., link : link + 1, rows], grad_out[..., rows])
+        grad_base = grad_out if ctx.needs_input_grad[2] else None
+        return grad_weights, grad_v, grad_base, None, None
+
+
+def shift_product(factors: torch.Tensor, v: torch.Tensor, causal: bool = False, residual: bool = True) -> torch.Tensor:
+    """:func:`chord_product` for unpadded sequences, with shifted slices instead of gathers (the fast path).
+
+    Args:
+        factors (torch.Tensor): nonzeros of the M factors, ``[M, B, H, N, K]``, link k at offset ``2^(k-1)``.
+        v (torch.Tensor): initial values ``[B, H, N, C]``.
+        causal (bool): links look back and stop at the first token.
+        residual (bool): add V_0 after every factor.
+
+    Returns:
+        torch.Tensor: ``[B, H, N, C]``, equal to ``chord_product(factors, v, *chord_indices(K, N, None, causal))``.
+    """
+    offsets = chord_offsets(factors.shape[-1])
+    weights = factors.to(v.dtype).transpose(-1, -2).contiguous()  # (M, B, H, K, N)
+    first = v.transpose(-1, -2).contiguous()  # (B, H, C, N)
+    out = first
+    for factor in weights:
+        out = _ShiftMix.apply(factor, out, first if residual else None, offsets, causal)
+    return out.transpose(-1, -2)
+
+
 def chord_mix(weights: torch.Tensor, v: torch.Tensor, index: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """One sparse factor times the values, ``W V``, with gathers.
 

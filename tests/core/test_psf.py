@@ -11,6 +11,7 @@ from core.ops.chord import (
     chord_product,
     chord_product_matrix,
     reference_chord_product,
+    shift_product,
 )
 
 MASK = torch.tensor([[True] * 13, [True] * 8 + [False] * 5, [False, True, True, False, True, True, True, False] + [True] * 5])
@@ -68,6 +69,23 @@ def test_gather_product_equals_dense_product(causal, masked, residual):
     torch.testing.assert_close(out, chord_product_matrix(factors, index, valid, residual) @ v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n", [3, 8, 13])
+def test_shift_product_and_its_gradients_equal_dense(causal, n):
+    """The unpadded fast path, including lengths where offsets wrap (n = 3) or repeat self (n = 8)."""
+    factors, v = random_factors(3, 2, 2, n, 5, 4, seed=n)
+    index, valid = chord_indices(5, n, None, causal)
+    weight = torch.randn(2, 2, n, 4, dtype=torch.float64)
+    grads = []
+    for product in (shift_product, reference_chord_product):
+        f, w = factors.clone().requires_grad_(True), v.clone().requires_grad_(True)
+        out = product(f, w, causal=causal) if product is shift_product else product(f, w, index, valid)
+        (out * weight).sum().backward()
+        grads.append((out.detach(), f.grad, w.grad))
+    for fast, dense in zip(*grads):
+        torch.testing.assert_close(fast, dense, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_gather_gradients_equal_dense_gradients(masked):
     factors, v = random_factors(3, 3, 2, 13, 5, 4, seed=1)
@@ -89,6 +107,16 @@ def test_chord_mix_passes_gradcheck():
 
 
 @pytest.mark.parametrize("causal", [False, True])
+def test_module_without_mask_equals_dense_product(causal):
+    torch.manual_seed(0)
+    module = core.build_attention("psf", 24, 3, causal=causal, num_factors=4).double()
+    x = torch.randn(2, 13, 24, dtype=torch.float64)
+    matrix = module.attention_matrix(x)
+    expected = module.out_proj((matrix @ module.values(x)).transpose(1, 2).reshape(2, 13, module.value_dim))
+    torch.testing.assert_close(module(x), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
 def test_module_equals_dense_product_of_its_factors(causal):
     torch.manual_seed(0)
     module = core.build_attention("psf", 24, 3, causal=causal, num_factors=4).double()
@@ -96,7 +124,7 @@ def test_module_equals_dense_product_of_its_factors(causal):
     mask = MASK[1:]
     index, valid = chord_indices(5, 13, mask, causal)
     dense = reference_chord_product(module.factors(x), module.values(x), index, valid)
-    expected = module.out_proj(dense.transpose(1, 2).reshape(2, 13, 24))
+    expected = module.out_proj(dense.transpose(1, 2).reshape(2, 13, module.value_dim))
     torch.testing.assert_close(module(x, key_padding_mask=mask), expected, rtol=1e-10, atol=1e-12)
     matrix = module.attention_matrix(x, key_padding_mask=mask)
     torch.testing.assert_close(matrix @ module.values(x), dense, rtol=1e-10, atol=1e-12)
@@ -116,6 +144,8 @@ def test_factor_mlps_are_independent():
     assert not torch.allclose(after[1], before[1])
 
 
-def test_bad_num_factors_is_refused():
+def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="num_factors"):
         core.build_attention("psf", 24, 3, num_factors=0)
+    with pytest.raises(ValueError, match="value_dim=8 is not divisible"):
+        core.build_attention("psf", 24, 3, value_dim=8)
