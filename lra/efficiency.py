@@ -83,6 +83,11 @@ def add_table_parser(subparsers: argparse._SubParsersAction) -> None:
         default=Path("runs/lra/efficiency"),
         help="folder for efficiency.json, table.md and efficiency.png",
     )
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="do not measure; read <out-dir>/<task>-<attention>.json written earlier (e.g. by a SLURM array)",
+    )
     parser.set_defaults(run=run_table)
 
 
@@ -209,6 +214,12 @@ def run_table(args: argparse.Namespace) -> list[dict]:
     jobs = [(t, a) for t in args.tasks for a in args.attentions]
     for task, attention in tqdm(jobs, desc="efficiency"):
         out = args.out_dir / f"{task}-{attention}.json"
+        if args.collect_only:
+            if out.is_file():
+                records.append(json.loads(out.read_text()))
+            else:
+                records.append({"task": task, "attention": attention, "ok": False, "error": f"{out} not found"})
+            continue
         command = [
             sys.executable,
             "-m",

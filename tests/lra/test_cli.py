@@ -120,3 +120,23 @@ def test_efficiency_table_reports_factors_against_the_transformer():
     assert "| primalformer | 700.0 (7.9x) | - |" in table
     assert "| linear | failed | - |" in table
     assert "| softmax | 200.0 | - |" in table
+
+
+def test_table_collects_earlier_measurements(tmp_path, capsys):
+    record = {"task": "image", "attention": "softmax", "seconds": 10.0, "peak_memory_mb": 100.0, "ok": True}
+    (tmp_path / "image-softmax.json").write_text(json.dumps(record))
+    argv = [
+        "table",
+        "--collect-only",
+        "--tasks",
+        "image",
+        "--attentions",
+        "softmax",
+        "primalformer",
+        "--out-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| softmax | 10.0 |" in out and "| primalformer | failed |" in out
+    assert (tmp_path / "table.md").is_file() and (tmp_path / "efficiency.png").is_file()
