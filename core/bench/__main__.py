@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help=f"a two-minute tour: lengths {QUICK_LENGTHS}, one repeat")
     parser.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png (default runs/bench)")
+    parser.add_argument("--approx", action="store_true",
+                        help="random-feature accuracy (and --timing) sweep instead; see python -m core.bench --approx --help")
     parser.add_argument("--report", default=None,
                         help="write the table (bench.md), JSON and plot into this folder too (e.g. docs/results)")
     return parser.parse_args(argv)
@@ -75,6 +77,11 @@ def choose_targets(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--approx" in argv:
+        from core.bench.approx import main as approx_main
+
+        return approx_main([arg for arg in argv if arg != "--approx"])
     args = parse_args(argv)
     try:
         options = json.loads(args.options)

@@ -1,0 +1,231 @@
+"""``python -m core.bench --approx``: how well and how fast each random-feature combination approximates attention.
+
+Accuracy: for every component function x weight matrix (Spectraformer, Nguyen et al., 2025; Performer,
+Choromanski et al., 2021) and feature count m, the relative RMS error ``||out - exact||_F / ||exact||_F`` of the
+attention output against exact kernel attention (float64), pooled over independent draws, on random activations
+(N(0, 1) tokens through a freshly initialised layer's projections) and optionally on saved activations of a
+trained layer (``--activations``). Timing (``--timing``): forward+backward time of each combination against plain
+linear attention with the same feature count (``elu(x W) + 1`` features through the same kernel-sum op).
+Writes ``approx.json``, ``approx.md`` and ``approx.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.attention.base import ProjectedAttention
+from core.engine.logging import write_json
+from core.ops.feature_weights import WEIGHT_NAMES
+from core.ops.linear import causal_linear_attention, linear_attention
+from core.ops.random_features import COMPONENTS, KERNELS, reference_kernel_attention
+from core.registry import build_attention
+
+DEFAULT_FEATURES = [16, 32, 64, 128, 256, 512]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.bench --approx",
+        description="Relative error of every random-feature combination against exact kernel attention vs the "
+        "number of features m, and (with --timing) its forward+backward time against plain linear attention.",
+    )
+    parser.add_argument("--components", nargs="+", default=list(COMPONENTS), choices=COMPONENTS,
+                        help="component functions to run (default: all five)")
+    parser.add_argument("--weights", nargs="+", default=list(WEIGHT_NAMES), choices=WEIGHT_NAMES,
+                        help="weight matrices to run (default: all ten)")
+    parser.add_argument("--features", nargs="+", type=int, default=DEFAULT_FEATURES,
+                        help=f"feature counts m for the accuracy sweep (default {DEFAULT_FEATURES})")
+    parser.add_argument("--kernel", default="softmax", choices=KERNELS, help="target kernel (default softmax)")
+    parser.add_argument("--causal", action="store_true", help="causal attention (accuracy and timing)")
+    parser.add_argument("--dim", type=int, default=512, help="model width D (default 512)")
+    parser.add_argument("--heads", type=int, default=8, help="heads H (default 8, head width D / H)")
+    parser.add_argument("--length", type=int, default=256, help="sequence length N of the accuracy sweep (default 256)")
+    parser.add_argument("--draws", type=int, default=3, help="independent feature draws pooled per point (default 3)")
+    parser.add_argument("--activations", default=None,
+                        help="torch.save'd dict with q, k, v of shape (B, H, N, d) from a trained layer; "
+                        "adds a 'real' accuracy panel")
+    parser.add_argument("--timing", action="store_true",
+                        help="also time forward+backward of each combination and of plain linear attention")
+    parser.add_argument("--time-length", type=int, default=4096, help="N for --timing (default 4096)")
+    parser.add_argument("--time-features", type=int, default=256, help="m for --timing (default 256)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after a warm-up; median (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--quick", action="store_true",
+                        help="posrf/oprf x gaussian/orf/fastfood_learnable, m in 16 64 256, one draw")
+    parser.add_argument("--out", default="runs/bench_approx", help="output folder (default runs/bench_approx)")
+    return parser.parse_args(argv)
+
+
+def random_activations(dim: int, heads: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """q, k, v ``[1, H, N, d]`` (float64): N(0, 1) tokens through a freshly initialised softmax layer's projections."""
+    torch.manual_seed(seed)
+    layer = build_attention("softmax", dim, heads).double()
+    with torch.no_grad():
+        q, k, v = layer.project_qkv(torch.randn(1, length, dim, dtype=torch.float64))
+    return {"q": q, "k": k, "v": v}
+
+
+def load_activations(path: str) -> dict[str, torch.Tensor]:
+    data = torch.load(path, map_location="cpu")
+    if not all(name in data and data[name].dim() == 4 for name in "qkv"):
+        raise SystemExit(f"error: {path} must hold q, k, v tensors of shape (B, H, N, d)")
+    return {name: data[name].double() for name in "qkv"}
+
+
+def relative_error(acts: dict[str, torch.Tensor], component: str, weights: str, m: int, kernel: str, causal: bool,
+                   draws: int) -> float:
+    """Relative RMS error of the attention output, pooled over ``draws`` independently drawn modules."""
+    q, k, v = acts["q"], acts["k"], acts["v"]
+    heads, d = q.shape[1], q.shape[-1]
+    scale = d**-0.25
+    exact = reference_kernel_attention(q * scale, k * scale, v, causal=causal, kernel=kernel)
+    if component == "trigrf" and m % 2:
+        m += 1
+    squares = []
+    for seed in range(draws):
+        torch.manual_seed(1000 + seed)
+        module = build_attention("random_features", heads * d, heads, causal=causal, component=component,
+                                 weights=weights, num_features=m, kernel=kernel).double().eval()
+        with torch.no_grad():
+            out = module.attend(q, k, v, None, None)
+        squares.append(float((out - exact).pow(2).sum() / exact.pow(2).sum()))
+    return statistics.fmean(squares) ** 0.5
+
+
+class PlainLinearBaseline(ProjectedAttention):
+    """Linear attention with ``elu(x W^T) + 1`` features of width m: the same projections, one feature GEMM and
+    the same kernel-sum op as the random-feature modules, without their estimator (the timing baseline)."""
+
+    def __init__(self, dim: int, num_heads: int, causal: bool = False, *, num_features: int = 256) -> None:
+        super().__init__(dim, num_heads, causal)
+        self.register_buffer("omega", torch.randn(num_heads, num_features, self.head_dim))
+
+    def attend(self, q, k, v, key_padding_mask, x):
+        qf = F.elu(torch.matmul(q, self.omega.transpose(-1, -2))) + 1
+        kf = F.elu(torch.matmul(k, self.omega.transpose(-1, -2))) + 1
+        if self.causal:
+            return causal_linear_attention(qf, kf, v, key_padding_mask)
+        return linear_attention(qf, kf, v, key_padding_mask)
+
+
+def time_forward_backward(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """Median seconds of ``module(x)`` forward + backward after one warm-up."""
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        module(x).pow(2).mean().backward()
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_timing(args: argparse.Namespace, combos: list[tuple[str, str]]) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    m = args.time_features
+    x = torch.randn(1, args.time_length, args.dim, requires_grad=True)
+    torch.manual_seed(0)
+    baseline = PlainLinearBaseline(args.dim, args.heads, args.causal, num_features=m)
+    rows = []
+    for component, weights in tqdm(combos, desc="timing", unit="combo", file=sys.stderr):
+        torch.manual_seed(0)
+        module = build_attention("random_features", args.dim, args.heads, causal=args.causal, component=component,
+                                 weights=weights, num_features=m)
+        seconds = time_forward_backward(module, x, args.repeats)
+        reference = time_forward_backward(baseline, x, args.repeats)  # interleaved: both see the same load
+        rows.append({"component": component, "weights": weights, "num_features": m, "length": args.time_length,
+                     "time_s": seconds, "linear_time_s": reference, "ratio": seconds / reference})
+    return rows
+
+
+def format_tables(accuracy: list[dict], timing: list[dict], features: list[int]) -> str:
+    lines = []
+    for source in dict.fromkeys(row["activations"] for row in accuracy):
+        lines += [f"relative error vs exact attention ({source} activations)", "",
+                  "| component | weights | " + " | ".join(f"m={m}" for m in features) + " |",
+                  "|---|---|" + "---|" * len(features)]
+        rows = [r for r in accuracy if r["activations"] == source]
+        for component, weights in dict.fromkeys((r["component"], r["weights"]) for r in rows):
+            cells = {r["num_features"]: r["relative_error"] for r in rows
+                     if r["component"] == component and r["weights"] == weights}
+            lines.append(f"| {component} | {weights} | " + " | ".join(f"{cells[m]:.3f}" for m in features) + " |")
+        lines.append("")
+    if timing:
+        lines += ["forward+backward time against plain linear attention at the same m", "",
+                  "| component | weights | m | N | time (s) | linear (s) | ratio |", "|---|---|---|---|---|---|---|"]
+        for r in timing:
+            lines.append(f"| {r['component']} | {r['weights']} | {r['num_features']} | {r['length']} | "
+                         f"{r['time_s']:.3f} | {r['linear_time_s']:.3f} | {r['ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(accuracy: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = list(dict.fromkeys(row["activations"] for row in accuracy))
+    fig, axes = plt.subplots(1, len(sources), figsize=(7 * len(sources), 5), squeeze=False)
+    styles = dict(zip(COMPONENTS, ["-", "--", "-.", ":", (0, (5, 1))]))
+    for axis, source in zip(axes[0], sources):
+        rows = [r for r in accuracy if r["activations"] == source]
+        for component, weights in dict.fromkeys((r["component"], r["weights"]) for r in rows):
+            points = sorted((r["num_features"], r["relative_error"]) for r in rows
+                            if r["component"] == component and r["weights"] == weights)
+            axis.plot(*zip(*points), linestyle=styles[component], marker=".", label=f"{component}+{weights}")
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("features m")
+        axis.set_ylabel("relative RMS error of the attention output")
+        axis.set_title(f"{source} activations")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=5, ncol=2, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.components, args.weights = ["posrf", "oprf"], ["gaussian", "orf", "fastfood_learnable"]
+        args.features, args.draws = [16, 64, 256], 1
+    combos = list(itertools.product(args.components, args.weights))
+    sources = {"random": random_activations(args.dim, args.heads, args.length)}
+    if args.activations:
+        sources["real"] = load_activations(args.activations)
+    accuracy = []
+    points = [(s, c, w, m) for s in sources for c, w in combos for m in args.features]
+    for source, component, weights, m in tqdm(points, desc="accuracy", unit="point", file=sys.stderr):
+        error = relative_error(sources[source], component, weights, m, args.kernel, args.causal, args.draws)
+        accuracy.append({"activations": source, "component": component, "weights": weights, "num_features": m,
+                         "kernel": args.kernel, "causal": args.causal, "relative_error": error})
+    timing = run_timing(args, combos) if args.timing else []
+    table = format_tables(accuracy, timing, args.features)
+    print(table)
+    out = Path(args.out)
+    config = {key: value for key, value in vars(args).items()}
+    write_json({"config": config, "accuracy": accuracy, "timing": timing}, out / "approx.json")
+    (out / "approx.md").write_text(table + "\n")
+    mode = "causal" if args.causal else "non-causal"
+    plot_accuracy(accuracy, out / "approx.png",
+                  f"{args.kernel} kernel, {mode}, D={args.dim}, H={args.heads}, N={args.length}, {args.draws} draws")
+    print(f"wrote {out / 'approx.json'}, {out / 'approx.md'}, {out / 'approx.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
