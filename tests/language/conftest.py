@@ -32,7 +32,7 @@ def dict_dir(tmp_path_factory) -> Path:
 
 
 @functools.cache
-def build_lm(data_dir: Path, arch: str, *extra: str, layers: int = 2, dim: int = 32, heads: int = 2):
+def _build_lm(data_dir: Path, arch: str, *extra: str, layers: int = 2, dim: int = 32, heads: int = 2):
     """Build (task, model, config) exactly as ``fairseq-train`` would, with the plugin loaded.
 
     Cached: tests that share a configuration share the model (use it in eval mode, do not train it).
@@ -49,6 +49,12 @@ def build_lm(data_dir: Path, arch: str, *extra: str, layers: int = 2, dim: int =
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)
     return task, model, cfg
+
+
+@pytest.fixture(scope="session")
+def build_lm():
+    """The cached model builder :func:`_build_lm` (a fixture, since test modules cannot import conftest)."""
+    return _build_lm
 
 
 @pytest.fixture(scope="session")

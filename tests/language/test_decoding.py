@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_lm
 from fairseq.sequence_generator import SequenceGenerator
 
 import core
@@ -32,7 +31,7 @@ def _incremental_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", INCREMENTAL)
-def test_incremental_equals_full_sequence(dict_dir, name):
+def test_incremental_equals_full_sequence(build_lm, dict_dir, name):
     torch.manual_seed(0)
     task, model, _ = build_lm(dict_dir, "core_attention_lm", "--core-attention", name, "--core-attention-layers", "all")
     model.eval()
@@ -45,9 +44,9 @@ def test_incremental_equals_full_sequence(dict_dir, name):
     assert not torch.allclose(full[:, 0], full[:, -1])  # the log-probs depend on the context
 
 
-def test_primal_plus_decodes_from_running_sums(dict_dir):
+def test_primal_plus_decodes_from_running_sums(build_lm, dict_dir):
     torch.manual_seed(0)
-    task, model, _ = build_lm(dict_dir, "transformer_lm_primal", layers=3)
+    task, model, _ = build_lm(dict_dir, "transformer_lm_primal")
     model.eval()
     attn = model.decoder.layers[-1].self_attn
     assert attn.name == "primal" and attn.attention.low_rank == 30
@@ -64,7 +63,7 @@ def test_primal_plus_decodes_from_running_sums(dict_dir):
 
 
 @pytest.mark.parametrize("name", ["primal", "linear"])
-def test_future_tokens_do_not_change_the_past(dict_dir, name):
+def test_future_tokens_do_not_change_the_past(build_lm, dict_dir, name):
     torch.manual_seed(0)
     _, model, _ = build_lm(dict_dir, "core_attention_lm", "--core-attention", name, "--core-attention-layers", "all")
     model.eval()
@@ -78,10 +77,10 @@ def test_future_tokens_do_not_change_the_past(dict_dir, name):
     assert not torch.allclose(a[:, 7:], b[:, 7:])
 
 
-def test_beam_search_reorders_the_state(dict_dir):
+def test_beam_search_reorders_the_state(build_lm, dict_dir):
     """Hypotheses found by beam search score the same when the whole sequence is rescored."""
     torch.manual_seed(0)
-    task, model, _ = build_lm(dict_dir, "transformer_lm_primal", layers=2)
+    task, model, _ = build_lm(dict_dir, "transformer_lm_primal")
     model.eval()
     dictionary = task.target_dictionary
     generator = SequenceGenerator([model], dictionary, beam_size=4, max_len_b=9, min_len=9)
@@ -97,9 +96,9 @@ def test_beam_search_reorders_the_state(dict_dir):
                 torch.testing.assert_close(rescored, hypo["positional_scores"], rtol=1e-4, atol=1e-4)
 
 
-def test_padding_and_layout(dict_dir):
+def test_padding_and_layout(build_lm, dict_dir):
     torch.manual_seed(0)
-    _, model, _ = build_lm(dict_dir, "transformer_lm_primal", layers=2)
+    _, model, _ = build_lm(dict_dir, "transformer_lm_primal")
     model.eval()
     pad = model.decoder.dictionary.pad()
     tokens = torch.randint(4, len(model.decoder.dictionary), (2, 9), generator=torch.Generator().manual_seed(4))
@@ -111,8 +110,8 @@ def test_padding_and_layout(dict_dir):
     torch.testing.assert_close(b[0], a[0])
 
 
-def test_adapter_refuses_what_it_cannot_honour(dict_dir):
-    _, model, _ = build_lm(dict_dir, "transformer_lm_primal", layers=2)
+def test_adapter_refuses_what_it_cannot_honour(build_lm, dict_dir):
+    _, model, _ = build_lm(dict_dir, "transformer_lm_primal")
     attn = model.decoder.layers[-1].self_attn
     x = torch.randn(5, 2, 32)
     with pytest.raises(ValueError, match="full-context"):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_lm
 from fairseq.modules import MultiheadAttention
 
 import core
 from language.fairseq_plugin.adapter import CoreSelfAttention
+from language.fairseq_plugin.criterion import KSVDCrossEntropyCriterion
 from language.fairseq_plugin.model import parse_layers, parse_options
 
 
@@ -31,7 +31,7 @@ def test_parse_options():
         parse_options("low_rank=8")
 
 
-def test_any_causal_attention_in_any_layer(dict_dir):
+def test_any_causal_attention_in_any_layer(build_lm, dict_dir):
     _, model, _ = build_lm(
         dict_dir, "core_attention_lm", "--core-attention", "linear", "--core-attention-layers", "0,2", layers=3
     )
@@ -40,7 +40,7 @@ def test_any_causal_attention_in_any_layer(dict_dir):
     assert model.decoder.layers[0].self_attn.attention.registry_name == "linear"
 
 
-def test_primal_options_and_shared_projections(dict_dir):
+def test_primal_options_and_shared_projections(build_lm, dict_dir):
     torch.manual_seed(3)
     _, model, _ = build_lm(
         dict_dir, "transformer_lm_primal", "--core-attention-options", '{"low_rank": 7}', "--seed", "3", layers=2
@@ -62,9 +62,10 @@ def test_non_causal_mechanism_is_refused():
 
 
 @pytest.mark.parametrize("scaling", ["token", "sum"])
-def test_ksvd_criterion_scaling(dict_dir, scaling):
-    task, model, cfg = build_lm(dict_dir, "transformer_lm_primal", "--ksvd-eta", "0.5", "--ksvd-scaling", scaling)
-    criterion = task.build_criterion(cfg.criterion)
+def test_ksvd_criterion_scaling(build_lm, dict_dir, scaling):
+    task, model, cfg = build_lm(dict_dir, "transformer_lm_primal")
+    assert cfg.criterion.ksvd_eta == 0.1 and cfg.criterion.ksvd_scaling == "token"  # the defaults
+    criterion = KSVDCrossEntropyCriterion(task, sentence_avg=False, ksvd_eta=0.5, ksvd_scaling=scaling)
     model.eval()
     tokens = torch.randint(4, len(task.target_dictionary), (3, 10), generator=torch.Generator().manual_seed(5))
     sample = {
@@ -84,8 +85,8 @@ def test_ksvd_criterion_scaling(dict_dir, scaling):
     torch.testing.assert_close(logs["ksvd"] / 27, ksvd, rtol=1e-5, atol=1e-7)
 
 
-def test_ksvd_gradient_reaches_primal_parameters(dict_dir):
-    task, model, cfg = build_lm(dict_dir, "transformer_lm_primal", "--ksvd-eta", "1.0", layers=1)
+def test_ksvd_gradient_reaches_primal_parameters(build_lm, dict_dir):
+    task, model, cfg = build_lm(dict_dir, "transformer_lm_primal")
     criterion = task.build_criterion(cfg.criterion)
     tokens = torch.randint(4, len(task.target_dictionary), (2, 8), generator=torch.Generator().manual_seed(6))
     sample = {"net_input": {"src_tokens": tokens[:, :-1]}, "target": tokens[:, 1:].contiguous(), "ntokens": 14}
