@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bucket-pool", type=int, default=None,
                        help="group each pool of this many shuffled batches by length to cut padding; 0 = plain "
                        "shuffled batches as the original code")
-    train.add_argument("--eval-batch-size", type=int, default=256, help="series per evaluation batch")
+    train.add_argument("--eval-batch-size", type=int, default=64, help="series per evaluation batch")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 

@@ -87,7 +87,7 @@ def evaluation_epochs(epochs: int, every: int) -> set[int]:
 
 
 @torch.inference_mode()
-def evaluate(model: UEAClassifier, split: SeriesSplit, device: torch.device, batch_size: int = 256, trim: bool = True):
+def evaluate(model: UEAClassifier, split: SeriesSplit, device: torch.device, batch_size: int = 64, trim: bool = True):
     """Mean cross-entropy and accuracy (in %) of ``model`` on ``split``."""
     model.eval()
     loss_sum, correct = 0.0, 0
@@ -125,7 +125,7 @@ def train_run(
     resume: bool = True,
     checkpoint_every: int = 10,
     keep_checkpoint: bool = False,
-    eval_batch_size: int = 256,
+    eval_batch_size: int = 64,
     progress: bool = True,
     deadline: float | None = None,
 ) -> dict[str, Any]:
