@@ -6,6 +6,10 @@
   out = q (k^T v). Non-causal only (the softmax over the sequence sees every key).
 - ``cosine``: the cosine linear attention Primal-Attention compares with: phi(x) = x / ||x||,
   out_i = sum_j cos(q_i, k_j) v_j / sqrt(L_i), L_i the number of keys query i sees.
+
+Every member takes ``one_kv_head=True``: one key/value head of width D / H shared by all query heads (the
+``one_kv_head`` of lucidrains' linear-attention-transformer, after Shazeer, 2019, "Fast Transformer Decoding:
+One Write-Head is All You Need"); the key-value summary and the decoding state are then computed once.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from core.attention.base import ProjectedAttention
 from core.ops.linear import (
@@ -25,7 +30,29 @@ from core.ops.primal import cosine_features
 from core.registry import register_attention
 
 
-class _KernelLinearAttention(ProjectedAttention):
+class _OneKVHead(ProjectedAttention):
+    """Optional single key/value head shared by all query heads.
+
+    With ``one_kv_head=True``, ``k_proj`` and ``v_proj`` map D to D / H and :meth:`project_qkv` returns keys and
+    values of shape ``(B, 1, N, Dh)``, which broadcast against the H query heads.
+    """
+
+    def __init__(self, dim: int, num_heads: int, causal: bool = False, *, one_kv_head: bool = False, **kw):
+        super().__init__(dim, num_heads, causal, **kw)
+        self.one_kv_head = bool(one_kv_head)
+        if self.one_kv_head:
+            bias = self.k_proj.bias is not None
+            self.k_proj = nn.Linear(dim, self.head_dim, bias=bias)
+            self.v_proj = nn.Linear(dim, self.head_dim, bias=bias)
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.one_kv_head:
+            return super().project_qkv(x)
+        q = self.split_heads(self.q_proj(x))
+        return q, self.k_proj(x)[:, None], self.v_proj(x)[:, None]  # keys and values (B, 1, N, Dh)
+
+
+class _KernelLinearAttention(_OneKVHead):
     """Linear attention with a feature map; subclasses set :meth:`features` and ``normalize``."""
 
     normalize = True
@@ -45,6 +72,7 @@ class _KernelLinearAttention(ProjectedAttention):
     def attend(self, q, k, v, key_padding_mask, x):
         qf, kf = self.features(q), self.features(k)
         if self.causal:
+            kf, v = kf.expand(qf.shape[:-1] + kf.shape[-1:]), v.expand(qf.shape[:-1] + v.shape[-1:])
             out = causal_linear_attention(
                 qf, kf, v, key_padding_mask, eps=self.eps, chunk_size=self.chunk_size, normalize=self.normalize
             )
@@ -89,7 +117,8 @@ class _KernelLinearAttention(ProjectedAttention):
     summary="phi(q)^T sum phi(k) v^T / phi(q)^T sum phi(k), phi = elu + 1 (Katharopoulos et al., 2020)",
 )
 class LinearAttention(_KernelLinearAttention):
-    """Katharopoulos linear attention; ``chunk_size`` sets the causal chunk length."""
+    """Katharopoulos linear attention; ``chunk_size`` sets the causal chunk length, ``one_kv_head=True`` shares
+    one key/value head among the query heads."""
 
     def features(self, t: torch.Tensor) -> torch.Tensor:
         return elu_feature_map(t)
@@ -105,7 +134,8 @@ class LinearAttention(_KernelLinearAttention):
     summary="sum_j cos(q_i, k_j) v_j / sqrt(L_i): cosine-kernel linear attention (Primal-Attention's 'Cos.')",
 )
 class CosineAttention(_KernelLinearAttention):
-    """Unnormalised cosine-kernel linear attention scaled by the square root of the number of keys seen."""
+    """Unnormalised cosine-kernel linear attention scaled by the square root of the number of keys seen
+    (``one_kv_head`` as for ``linear``)."""
 
     normalize = False
 
@@ -133,10 +163,11 @@ class CosineAttention(_KernelLinearAttention):
     complexity="O(N d^2)",
     summary="softmax_features(q) (softmax_seq(k)^T v) (Shen et al., 2021, 'Efficient Attention')",
 )
-class EfficientAttention(ProjectedAttention):
+class EfficientAttention(_OneKVHead):
     """Shen et al.'s efficient attention: each query's weights over keys sum to one, no N x N matrix.
 
     Unlike the popular implementation, no extra ``d^-1/2`` factor is applied (its causal path drops it).
+    ``one_kv_head=True`` shares one key/value head among the query heads.
     """
 
     def attend(self, q, k, v, key_padding_mask, x):
