@@ -13,6 +13,8 @@ in the normaliser) to compare with published numbers; docs/random_features.md li
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -28,6 +30,7 @@ from core.ops.random_features import (
     pair_statistic,
     positive_attention_features,
     random_feature_attention,
+    random_feature_step,
     saderf_scales,
     token_moments,
     trig_attention_features,
@@ -108,6 +111,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="normalised f(q) (f(K)^T V): any component {trigrf, posrf, oprf, gerf, saderf} x any weight matrix "
     "(Spectraformer, Nguyen et al., 2025); softmax (default) or gaussian kernel",
@@ -117,6 +121,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="FAVOR+: positive random features on orthogonal rows (Choromanski et al., 2021)",
     defaults={"component": "posrf", "weights": "orf"},
@@ -126,6 +131,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="Spectraformer OPRF-FastFoodL: optimal positive features, learnable FastFood weights",
     defaults={"component": "oprf", "weights": "fastfood_learnable"},
@@ -135,6 +141,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="Spectraformer OPRF-ORF: optimal positive features on orthogonal rows",
     defaults={"component": "oprf", "weights": "orf"},
@@ -144,6 +151,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="Spectraformer PosRF-MM: positive features on moment-matched Gaussian rows",
     defaults={"component": "posrf", "weights": "mm"},
@@ -153,6 +161,7 @@ class RandomFeatureWeights(nn.Module):
     causal=True,
     key_padding_mask=True,
     approximates="softmax",
+    incremental=True,
     complexity="O(N m d)",
     summary="Spectraformer SADERF-QMC: dense-exponential features on scrambled Sobol rows",
     defaults={"component": "saderf", "weights": "qmc"},
@@ -340,3 +349,15 @@ class RandomFeatureAttention(ProjectedAttention):
         if self.causal:
             scores = scores.tril()
         return scores / scores.sum(dim=-1, keepdim=True)
+
+    def step(self, x_t: torch.Tensor, state: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Recurrent decoding of one token ``x_t: (B, D)`` -> ``(B, D)``; equals the causal forward pass."""
+        self.check_step_input(x_t)
+        if self.compat and self.component in ("oprf", "saderf"):
+            raise ValueError(f"spectraformer_compat {self.component} sets its parameters from whole sequences "
+                             "(per-position batch means, sequence sums); it has no token-by-token form")
+        q, k, v = self.project_qkv(x_t[:, None, :])  # (B, H, 1, d)
+        qf, kf = self.feature_maps(q, k, None)
+        out, sums = random_feature_step(qf[:, :, 0], kf[:, :, 0], v[:, :, 0], state["sums"] if state else None)
+        y = self.out_proj(self.merge_heads(out[:, :, None]))[:, 0]
+        return y, {"sums": sums}

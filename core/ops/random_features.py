@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from core.ops.linear import accumulation_dtype, causal_linear_attention, linear_attention
+from core.ops.linear import accumulation_dtype, causal_linear_attention, linear_attention, linear_attention_step
 
 KERNELS = ("softmax", "gaussian")
 COMPONENTS = ("trigrf", "posrf", "oprf", "gerf", "saderf")
@@ -320,6 +320,28 @@ def random_feature_attention(
     else:
         sums = linear_attention(qf, kf, v1, key_padding_mask, normalize=False)
     return _safe_divide(sums[..., :-1], sums[..., -1:]).to(v.dtype)
+
+
+def random_feature_step(
+    qf_t: torch.Tensor,
+    kf_t: torch.Tensor,
+    v_t: torch.Tensor,
+    state: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """One causal decoding step of :func:`random_feature_attention` (same ones column, no epsilon).
+
+    Args:
+        qf_t, kf_t (torch.Tensor): features ``[B, H, F]`` of the new token.
+        v_t (torch.Tensor): value ``[B, H, Dv]``.
+        state (tuple, optional): ``(S [B, H, F, Dv + 1], z [B, H, F])`` from the previous step.
+
+    Returns:
+        ``([B, H, Dv], state)``.
+    """
+    acc = accumulation_dtype(qf_t.dtype)
+    v1 = torch.cat([v_t.to(acc), torch.ones(*v_t.shape[:-1], 1, dtype=acc, device=v_t.device)], dim=-1)
+    sums, state = linear_attention_step(qf_t.to(acc), kf_t.to(acc), v1, state, normalize=False)
+    return _safe_divide(sums[..., :-1], sums[..., -1:]).to(v_t.dtype), state
 
 
 def reference_kernel_attention(

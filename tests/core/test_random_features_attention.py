@@ -256,3 +256,18 @@ def test_clear_errors_and_aliases():
     module = core.build_attention("oprf_fastfoodl", 32, 4, num_features=24)
     assert isinstance(module, RandomFeatureAttention) and module.feature_weights().shape == (4, 24, 8)
     assert math.isclose(float(optimal_positive_a(torch.tensor(0.0, dtype=torch.float64), 8)), 0.0, abs_tol=1e-15)
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_token_by_token_decoding_equals_the_causal_forward(component):
+    module = build(component, "fastfood_fixed", causal=True)
+    if component in ("oprf", "saderf"):
+        module.train()(inputs())  # running statistics away from their initial values
+        module.eval()
+    x = inputs(batch=2, length=9)
+    state, steps = None, []
+    for t in range(x.shape[1]):
+        y, state = module.step(x[:, t], state)
+        steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, dim=1), module(x), rtol=1e-9, atol=1e-10)
+
