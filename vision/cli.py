@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import core
-from core.engine import select_device, write_json
+from core.engine import is_main_process, select_device, write_json
 from vision.config import add_config_arguments, config_from_args
 
 EPILOG = """examples:
@@ -35,6 +35,8 @@ def _train(args: argparse.Namespace) -> int:
     from vision.train import run
 
     result = run(config_from_args(args))
+    if not is_main_process():
+        return 0
     final = result["final"]
     print(json.dumps({"status": result["status"], "top1": final.get("top1"), "top5": final.get("top5"),
                       "best_top1": result["best"]["top1"], "result": str(Path(result["config"]["output_dir"]) /

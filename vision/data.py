@@ -104,7 +104,7 @@ class FashionMNIST(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int):
-        image = Image.fromarray(self.images[index], mode="L")
+        image = Image.fromarray(self.images[index])  # (28, 28) uint8 -> mode "L"
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.targets[index])

@@ -128,8 +128,12 @@ def run(config: TrainConfig) -> dict[str, Any]:
     if config.max_train_batches:
         batches_per_epoch = min(batches_per_epoch, config.max_train_batches)
     if batches_per_epoch < 1:
-        raise ValueError(f"{len(train_sampler)} training images per process give no full batch of {config.batch_size}")
+        raise ValueError(f"{len(train_sampler)} training images per process give no full batch of {config.batch_size}; "
+                         "lower --batch-size")
 
+    if config.warmup_epochs >= config.epochs:
+        log.warning("warm-up (%g epochs) is not shorter than training (%d epochs): the learning rate never reaches its "
+                    "peak; lower --warmup-epochs", config.warmup_epochs, config.epochs)
     global_batch = config.batch_size * context.world_size
     lr = config.lr or config.lr_base * global_batch / config.lr_base_size
     optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay, eps=config.opt_eps,
@@ -154,6 +158,9 @@ def run(config: TrainConfig) -> dict[str, Any]:
     resume = _resume_path(config, checkpoints)
     if resume is not None:
         saved = load_checkpoint(resume, map_location=device)
+        if "optimizer" not in saved or "state" not in saved:
+            raise ValueError(f"{resume} holds weights only (like best.pt), not a training state; resume from "
+                             f"{checkpoints}/checkpoint-*.pt, or start from weights with --pretrained-checkpoint")
         try:
             unwrapped.load_state_dict(saved["model"])
         except RuntimeError as error:

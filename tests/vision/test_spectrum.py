@@ -41,3 +41,18 @@ def test_spectrum_command_compares_checkpoints(image_folder, tmp_path, capsys):
         assert len(mean) == 17 and torch.all(mean[1:] >= mean[:-1] - 1e-9) and abs(mean[-1] - 1) < 1e-6
     assert stem.with_suffix(".png").stat().st_size > 0
     assert "k=1" in capsys.readouterr().out
+
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "primal" / "best.pt"), "--workers", "0"]) == 0
+    evaluation = json.loads((tmp_path / "primal" / "evaluation.json").read_text())
+    trained = json.loads((tmp_path / "primal" / "result.json").read_text())
+    assert evaluation["images"] == 12 and abs(evaluation["top1"] - trained["final"]["top1"]) < 1e-6
+    assert main(["compare", str(tmp_path / "deit"), str(tmp_path / "primal"), "--output", str(tmp_path / "c.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| deit |" in table and "| primal |" in table
+    assert [row["primal_blocks"] for row in json.loads((tmp_path / "c.json").read_text())["runs"]] == [[], [1]]
+    resume_from_weights = ["train", "--dataset", "folder", "--data-path", str(image_folder), "--img-size", "32",
+                           "--model", "primal_deit_tiny_patch16_224", "--patch-size", "8", "--embed-dim", "32",
+                           "--depth", "2", "--num-heads", "2", "--low-rank", "4", "--workers", "0", "--batch-size", "6",
+                           "--output-dir", str(tmp_path / "again"), "--resume", str(tmp_path / "primal" / "best.pt")]
+    assert main(resume_from_weights) == 2
+    assert "weights only" in capsys.readouterr().err
