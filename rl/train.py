@@ -130,6 +130,16 @@ def _logger(run_dir: Path, enabled: bool) -> logging.Logger:
     return log
 
 
+def _out_of_time(elapsed: float, budget: float, distributed: bool, device: torch.device) -> bool:
+    """Whether the time budget is spent; under DDP the ranks agree (any rank out of time stops all)."""
+    if budget == float("inf"):
+        return False
+    flag = torch.tensor(float(elapsed >= budget), device=device)
+    if distributed:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def action_loss(predicted: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over real steps: ``predicted, actions (B, K, A)``, ``mask (B, K)`` bool."""
     return (predicted - actions).pow(2)[mask].mean()
@@ -219,8 +229,16 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> di
     total = config.max_steps if config.max_minutes is None else None
     bar = tqdm(total=total, initial=step, desc=f"train {config.model}", unit="step", disable=not (main and progress))
     window_loss, window_ksvd, window_count = 0.0, 0.0, 0
+
+    def log_window() -> None:
+        nonlocal window_loss, window_ksvd, window_count
+        metrics.log(step=step, action_loss=window_loss / window_count, ksvd=window_ksvd / window_count,
+                    lr=scheduler.get_last_lr()[0], minutes=elapsed / 60)
+        bar.set_postfix(loss=f"{window_loss / window_count:.4f}", min=f"{elapsed / 60:.1f}")
+        window_loss, window_ksvd, window_count = 0.0, 0.0, 0
+
     net.train()
-    while step < config.max_steps and elapsed < budget:
+    while step < config.max_steps and not _out_of_time(elapsed, budget, context.enabled, device):
         started = time.perf_counter()
         batch = data.batch(torch.randint(len(data), (config.batch_size,), generator=generator))
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -240,15 +258,14 @@ def train(config: TrainConfig, resume: bool = True, progress: bool = True) -> di
         window_count += 1
         bar.update(1)
         if step % LOG_EVERY == 0 or step == config.max_steps:
-            metrics.log(step=step, action_loss=window_loss / window_count, ksvd=window_ksvd / window_count,
-                        lr=scheduler.get_last_lr()[0], minutes=elapsed / 60)
-            bar.set_postfix(loss=f"{window_loss / window_count:.4f}", min=f"{elapsed / 60:.1f}")
-            window_loss, window_ksvd, window_count = 0.0, 0.0, 0
+            log_window()
         if main and config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
             evaluate(config.eval_episodes)
         if step % config.checkpoint_every == 0:
             save()
     bar.close()
+    if window_count:
+        log_window()
     save()
     if not main:
         return {}
