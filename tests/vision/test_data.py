@@ -8,7 +8,7 @@ import torch
 from torchvision import datasets
 
 from vision.config import TrainConfig
-from vision.data import FashionMNIST, build_dataset, build_transform, dataset_info, read_idx
+from vision.data import FASHION_MNIST_DIR, FashionMNIST, build_dataset, build_transform, dataset_info, read_idx
 from vision.imagenet100 import build_imagenet100, imagenet100_classes
 
 
@@ -87,3 +87,11 @@ def test_deit_transforms_on_rgb_and_grayscale(auto_augment, image_folder, fashio
         raw = dataset if isinstance(dataset, FashionMNIST) else datasets.ImageFolder(str(root / "train"))
         raw.transform = evaluation
         assert raw[0][0].shape == (info.in_chans, 32, 32)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_debian_package():
+    train, test = FashionMNIST(train=True), FashionMNIST(train=False)
+    assert (len(train), len(test)) == (60000, 10000)
+    assert train.images.shape[1:] == (28, 28)
+    assert np.bincount(test.targets).tolist() == [1000] * 10
