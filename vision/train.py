@@ -61,6 +61,9 @@ def setup_logging(folder: Path, main: bool) -> None:
 def build_criterion(config: TrainConfig, num_classes: int) -> tuple[nn.Module, Mixup | None]:
     """DeiT's loss: soft-target cross-entropy behind Mixup/CutMix (which also smooths labels), else label smoothing."""
     if config.mixup > 0 or config.cutmix > 0:
+        if config.batch_size % 2:
+            raise ValueError(f"Mixup/CutMix mix each batch with its flipped self and need an even --batch-size, got "
+                             f"{config.batch_size}; change it or set --mixup 0 --cutmix 0")
         mixup = Mixup(
             mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=config.mixup_prob,
             switch_prob=config.mixup_switch_prob, mode="batch", label_smoothing=config.smoothing,

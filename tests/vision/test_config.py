@@ -39,3 +39,19 @@ def test_unknown_settings_are_named():
 def test_shipped_configs_load_by_name(path):
     config = parse("--config", path.stem)
     assert config.output_dir.endswith(path.stem)
+
+
+def test_models_command_lists_attentions_and_primal_models(capsys):
+    from vision.cli import main
+
+    assert main(["models"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert "primal" in listing["attentions"] and "softmax" in listing["attentions"]
+    assert "primal_deit_small_patch16_224" in listing["primal_models"]
+
+
+def test_odd_batch_with_mixup_is_refused():
+    from vision.train import build_criterion
+
+    with pytest.raises(ValueError, match="even --batch-size"):
+        build_criterion(TrainConfig(batch_size=5), num_classes=3)
