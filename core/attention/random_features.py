@@ -106,66 +106,6 @@ class RandomFeatureWeights(nn.Module):
         return rows.view(d, h, width // h)[:, :, : self.num_rows].permute(1, 2, 0)
 
 
-@register_attention(
-    "random_features",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="normalised f(q) (f(K)^T V): any component {trigrf, posrf, oprf, gerf, saderf} x any weight matrix "
-    "(Spectraformer, Nguyen et al., 2025); softmax (default) or gaussian kernel",
-)
-@register_attention(
-    "performer",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="FAVOR+: positive random features on orthogonal rows (Choromanski et al., 2021)",
-    defaults={"component": "posrf", "weights": "orf"},
-)
-@register_attention(
-    "oprf_fastfoodl",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="Spectraformer OPRF-FastFoodL: optimal positive features, learnable FastFood weights",
-    defaults={"component": "oprf", "weights": "fastfood_learnable"},
-)
-@register_attention(
-    "oprf_orf",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="Spectraformer OPRF-ORF: optimal positive features on orthogonal rows",
-    defaults={"component": "oprf", "weights": "orf"},
-)
-@register_attention(
-    "posrf_mm",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="Spectraformer PosRF-MM: positive features on moment-matched Gaussian rows",
-    defaults={"component": "posrf", "weights": "mm"},
-)
-@register_attention(
-    "saderf_qmc",
-    causal=True,
-    key_padding_mask=True,
-    approximates="softmax",
-    incremental=True,
-    complexity="O(N m d)",
-    summary="Spectraformer SADERF-QMC: dense-exponential features on scrambled Sobol rows",
-    defaults={"component": "saderf", "weights": "qmc"},
-)
 class RandomFeatureAttention(ProjectedAttention):
     """Normalised random-feature attention ``f(q_i) . sum_j f(k_j) v_j / f(q_i) . sum_j f(k_j)``.
 
@@ -276,21 +216,16 @@ class RandomFeatureAttention(ProjectedAttention):
             self._update_running(current)
         return used
 
-    def _positive_setup(self, x, y, mask):
-        """A ``[B or 1, H, 1, 1]`` and the (SADERF-transformed) queries and keys, plus the keys' own squared norms."""
+    def _statistics_setup(self, x, y, mask):
+        """OPRF/SADERF: A ``[B or 1, H, 1, 1]``, the (SADERF-transformed) queries and keys, the keys' own norms."""
         key_norms = None
-        if self.component == "posrf":
-            a = x.new_zeros(())
-        elif self.component == "gerf":
-            a = self._gerf_a().to(x.dtype)[None, :, None, None]
-        else:
-            mean_q, sq_q, mean_k, sq_k = self._moments(x, y, mask)
-            if self.component == "saderf":
-                psi = saderf_scales(sq_q, sq_k)  # (B or 1, H, d)
-                key_norms = y.pow(2).sum(-1, keepdim=True)
-                x, y = x * psi[:, :, None, :], y / psi[:, :, None, :]
-                mean_q, sq_q, mean_k, sq_k = mean_q * psi, sq_q * psi**2, mean_k / psi, sq_k / psi**2
-            a = optimal_positive_a(pair_statistic(mean_q, sq_q, mean_k, sq_k), x.shape[-1])[:, :, None, None]
+        mean_q, sq_q, mean_k, sq_k = self._moments(x, y, mask)
+        if self.component == "saderf":
+            psi = saderf_scales(sq_q, sq_k)  # (B or 1, H, d)
+            key_norms = y.pow(2).sum(-1, keepdim=True)
+            x, y = x * psi[:, :, None, :], y / psi[:, :, None, :]
+            mean_q, sq_q, mean_k, sq_k = mean_q * psi, sq_q * psi**2, mean_k / psi, sq_k / psi**2
+        a = optimal_positive_a(pair_statistic(mean_q, sq_q, mean_k, sq_k), x.shape[-1])[:, :, None, None]
         return a, x, y, key_norms
 
     def _compat_features(self, x, y, omega, mask):
@@ -318,13 +253,17 @@ class RandomFeatureAttention(ProjectedAttention):
         """Query and key features ``[B, H, N, F]`` (accumulation dtype) from per-head ``q, k: [B, H, N, d]``."""
         acc = accumulation_dtype(q.dtype)
         scale = self.head_dim**-0.25
-        x, y = q.to(acc) * scale, k.to(acc) * scale
+        q, k = q.to(acc), k.to(acc)
         omega = self.feature_weights().to(acc)
         if self.compat:
-            return self._compat_features(x, y, omega, key_padding_mask)
+            return self._compat_features(q * scale, k * scale, omega, key_padding_mask)
         if self.component == "trigrf":
-            return trig_attention_features(x, y, omega, self.kernel, key_padding_mask, self.causal)
-        a, x, y, key_norms = self._positive_setup(x, y, key_padding_mask)
+            return trig_attention_features(q * scale, k * scale, omega, self.kernel, key_padding_mask, self.causal)
+        if self.component in ("posrf", "gerf"):  # the temperature goes through omega: no scaled copies of q, k
+            a = None if self.component == "posrf" else self._gerf_a().to(acc)[None, :, None, None]
+            return positive_attention_features(q, k, omega, a, self.kernel, key_padding_mask, self.causal,
+                                               input_scale=scale)
+        a, x, y, key_norms = self._statistics_setup(q * scale, k * scale, key_padding_mask)
         return positive_attention_features(x, y, omega, a, self.kernel, key_padding_mask, self.causal, key_norms)
 
     def attend(self, q, k, v, key_padding_mask, x):
@@ -361,3 +300,24 @@ class RandomFeatureAttention(ProjectedAttention):
         out, sums = random_feature_step(qf[:, :, 0], kf[:, :, 0], v[:, :, 0], state["sums"] if state else None)
         y = self.out_proj(self.merge_heads(out[:, :, None]))[:, 0]
         return y, {"sums": sums}
+
+
+_CAPABILITIES = dict(causal=True, key_padding_mask=True, approximates="softmax", incremental=True,
+                     complexity="O(N m d)")
+_NAMES = {
+    "random_features": ({}, "normalised f(q) (f(K)^T V) for any component {trigrf, posrf, oprf, gerf, saderf} x any "
+                            "weight matrix (Spectraformer, Nguyen et al., 2025); softmax (default) or gaussian kernel"),
+    "performer": ({"component": "posrf", "weights": "orf"},
+                  "FAVOR+: positive random features on orthogonal rows (Choromanski et al., 2021)"),
+    "oprf_fastfoodl": ({"component": "oprf", "weights": "fastfood_learnable"},
+                       "Spectraformer OPRF-FastFoodL: optimal positive features, learnable FastFood weights"),
+    "oprf_orf": ({"component": "oprf", "weights": "orf"},
+                 "Spectraformer OPRF-ORF: optimal positive features on orthogonal rows"),
+    "posrf_mm": ({"component": "posrf", "weights": "mm"},
+                 "Spectraformer PosRF-MM: positive features on moment-matched Gaussian rows"),
+    "saderf_qmc": ({"component": "saderf", "weights": "qmc"},
+                   "Spectraformer SADERF-QMC: dense-exponential features on scrambled Sobol rows"),
+}
+for _name, (_defaults, _summary) in _NAMES.items():
+    register_attention(_name, summary=_summary, defaults=_defaults, **_CAPABILITIES)(RandomFeatureAttention)
+

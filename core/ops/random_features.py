@@ -168,10 +168,28 @@ def saderf_scales(sq_x: torch.Tensor, sq_y: torch.Tensor, eps: float = 1e-12) ->
     return ((sq_y + eps) / (sq_x + eps)).pow(0.25)
 
 
-def gerf_exponents(x: torch.Tensor, omega: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """The data-dependent exponent shared by queries and keys: ``A ||omega_r||^2 + B omega_r . x``; ``[..., N, m]``."""
+def gerf_exponents(
+    x: torch.Tensor, omega: torch.Tensor, a: torch.Tensor | None = None, input_scale: float = 1.0
+) -> torch.Tensor:
+    """The data-dependent exponent shared by queries and keys, ``A ||omega_r||^2 + B omega_r . (s x)``.
+
+    Args:
+        x (torch.Tensor): ``[B, H, N, d]``.
+        omega (torch.Tensor): ``[H, m, d]``.
+        a (torch.Tensor, optional): A broadcastable to ``[B, H, 1, 1]`` (folded into omega) or ``[B, H, N, 1]``;
+            None means A = 0 (B = 1).
+        input_scale (float): s, applied to omega instead of the ``[B, H, N, d]`` input.
+
+    Returns:
+        torch.Tensor: ``[B, H, N, m]``.
+    """
+    if a is None:
+        return torch.matmul(x, (input_scale * omega).transpose(-1, -2))
     b = (1 - 4 * a).sqrt()
-    return a * omega.pow(2).sum(-1).unsqueeze(-2) + b * torch.matmul(x, omega.transpose(-1, -2))
+    norms = a * omega.pow(2).sum(-1).unsqueeze(-2)
+    if a.dim() >= 2 and a.shape[-2] > 1:  # one A per position: B cannot be folded into omega
+        return b * torch.matmul(x, (input_scale * omega).transpose(-1, -2)) + norms
+    return torch.matmul(x, (b * input_scale * omega).transpose(-1, -2)).add_(norms)
 
 
 def _masked_max(t: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
@@ -182,14 +200,15 @@ def _masked_max(t: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch
     return torch.where(torch.isfinite(top), top, torch.zeros_like(top))
 
 
-def causal_key_shift(omega: torch.Tensor, a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Data-independent key stabiliser for causal mode.
+def causal_key_shift(omega: torch.Tensor, a: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    """Data-independent key stabiliser for causal mode, ``[B or 1, H, 1, 1]``.
 
     Since ``B omega . y - ||y||^2 / 2 <= B^2 ||omega||^2 / 2``, every key exponent is at most
     ``(1/2 - A) max_r ||omega_r||^2``; subtracting that bound minus a headroom of ``log(max float) / 3`` keeps key
     features below ``exp(headroom)`` (no overflow of the prefix sums) while leaving room against underflow.
     """
-    bound = (0.5 - a) * omega.pow(2).sum(-1).amax(-1, keepdim=True).unsqueeze(-1)
+    half = 0.5 if a is None else 0.5 - a
+    bound = half * omega.pow(2).sum(-1).amax(-1, keepdim=True).unsqueeze(-1)
     headroom = math.log(torch.finfo(dtype).max) / 3
     return (bound - headroom).clamp_min(0.0)
 
@@ -198,24 +217,29 @@ def positive_attention_features(
     x: torch.Tensor,
     y: torch.Tensor,
     omega: torch.Tensor,
-    a: torch.Tensor,
+    a: torch.Tensor | None = None,
     kernel: str = "softmax",
     key_padding_mask: torch.Tensor | None = None,
     causal: bool = False,
     key_norms: torch.Tensor | None = None,
+    input_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stabilised GERF-family features for normalised attention (all per-query factors dropped).
 
+    Each map is one matmul followed by in-place shifts and an in-place exponential, so a forward pass keeps a
+    single ``[B, H, N, m]`` tensor per side.
+
     Args:
-        x (torch.Tensor): ``[B, H, N, d]`` scaled (and, for SADERF, transformed) queries.
-        y (torch.Tensor): ``[B, H, N, d]`` scaled (and transformed) keys.
+        x (torch.Tensor): ``[B, H, N, d]`` queries (scaled by ``input_scale``; transformed for SADERF).
+        y (torch.Tensor): ``[B, H, N, d]`` keys (likewise).
         omega (torch.Tensor): ``[H, m, d]``.
-        a (torch.Tensor): A, broadcastable to ``[B, H, 1, 1]``.
+        a (torch.Tensor, optional): A, broadcastable to ``[B, H, 1, 1]``; None for A = 0 (PosRF).
         kernel (str): "softmax" or "gaussian".
         key_padding_mask (torch.Tensor, optional): bool ``[B, N]``; padded keys are zeroed and never set the max.
         causal (bool): use the data-independent key stabiliser instead of the per-sequence maximum.
-        key_norms (torch.Tensor, optional): ``[B, H, N, 1]`` squared norms of the untransformed keys for the
-            Gaussian kernel's extra factor (SADERF); default ``||y||^2``.
+        key_norms (torch.Tensor, optional): ``[B, H, N, 1]`` squared norms of the untransformed, scaled keys for
+            the Gaussian kernel's extra factor (SADERF); default ``||s y||^2``.
+        input_scale (float): s, the ``d^{-1/4}`` temperature, applied through omega.
 
     Returns:
         ``(query features [B, H, N, m], key features [B, H, N, m])``, non-negative.
@@ -223,14 +247,15 @@ def positive_attention_features(
     check_kernel(kernel)
     if key_padding_mask is not None:
         y = y * key_padding_mask[:, None, :, None].to(y.dtype)
-    eq = gerf_exponents(x, omega, a)
-    qf = (eq - eq.amax(dim=-1, keepdim=True).detach()).exp()
-    ek = gerf_exponents(y, omega, a) - y.pow(2).sum(-1, keepdim=True) / 2
+    eq = gerf_exponents(x, omega, a, input_scale)
+    qf = eq.sub_(eq.amax(dim=-1, keepdim=True).detach()).exp_()
+    ek = gerf_exponents(y, omega, a, input_scale)
+    sq = y.pow(2).sum(-1, keepdim=True) * input_scale**2
+    ek = ek.sub_(sq / 2)
     if kernel == "gaussian":
-        norms = y.pow(2).sum(-1, keepdim=True) if key_norms is None else key_norms
-        ek = ek - norms / 2
-    shift = causal_key_shift(omega, a, ek.dtype) if causal else _masked_max(ek, key_padding_mask)
-    return qf, (ek - shift.detach()).exp()
+        ek = ek.sub_((sq if key_norms is None else key_norms) / 2)
+    shift = causal_key_shift(omega, a, ek.dtype) if causal else _masked_max(ek.detach(), key_padding_mask)
+    return qf, ek.sub_(shift).exp_()
 
 
 def trig_attention_features(
