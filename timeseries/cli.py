@@ -17,7 +17,7 @@ import torch
 import core
 from core.engine import select_device, write_json
 from timeseries.config import PAPER_MODELS, canonical_model, resolve_config
-from timeseries.data import PAPER_DATASETS, PROTOCOLS, load_uea
+from timeseries.data import PAPER_DATASETS, PROTOCOLS, find_dataset_files, load_uea
 from timeseries.report import format_table, plot_learning_curves, read_metrics, summarise, write_summary_csv
 from timeseries.train import TimeLimitReached, train_run
 
@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    for dataset in datasets:  # fail before any training if a data set is missing
+        find_dataset_files(dataset, args.data_dir)
     out = Path(args.out)
     results = []
     started = time.perf_counter()
@@ -140,10 +142,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                 results.append(result)
                 curves[f"{model} seed {seed}"] = read_metrics(run_dir)
         plot_learning_curves(curves, out / dataset / f"curves_{args.protocol}.png", title=f"{dataset} ({args.protocol})")
-    rows = summarise(results)
-    write_json({"rows": rows, "runs": results, "wall_seconds": time.perf_counter() - started,
-                "device": str(device), "threads": torch.get_num_threads()}, out / "summary.json")
-    write_summary_csv(rows, out / "summary.csv")
+        rows = summarise(results)
+        write_json({"rows": rows, "runs": results, "wall_seconds": time.perf_counter() - started,
+                    "device": str(device), "threads": torch.get_num_threads()}, out / "summary.json")
+        write_summary_csv(rows, out / "summary.csv")
     return rows
 
 

@@ -168,7 +168,7 @@ def _frame_to_arrays(frame) -> list[np.ndarray]:
     """sktime's nested frame (one pd.Series per cell) -> list of ``(T_i, C)`` arrays; shorter dims are NaN-padded."""
     series = []
     for row in frame.itertuples(index=False):
-        columns = [np.asarray(cell, dtype=np.float64) for cell in row]
+        columns = [cell.to_numpy(dtype=np.float64) for cell in row]
         length = max(len(c) for c in columns)
         array = np.full((length, len(columns)), np.nan)
         for j, column in enumerate(columns):

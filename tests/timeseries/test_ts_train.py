@@ -103,3 +103,14 @@ def test_time_limit_checkpoints_after_the_current_epoch_and_resumes(toy_root, tm
     result = train_run(config, data, "primalformer", 0, tmp_path, device, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and result["best_epoch"] in (1, 2, 3)
+
+
+def test_benchmark_times_both_loops(toy_root):
+    from timeseries.benchmark import time_loop
+
+    root, _ = toy_root
+    data = load_uea("Toy", root)
+    config = resolve_config("Toy", "primalformer", overrides={**SMALL, "epochs": 10})
+    rows = [time_loop(config, data, "primalformer", mode, epochs=1) for mode in ("original", "suite")]
+    assert [r["evaluations"] for r in rows] == [7, 6]  # epochs 1, 2, 4, 6, 8, 10 (+ the untrained model)
+    assert all(r["projected_cpu_seconds"] > 0 for r in rows)
