@@ -83,7 +83,8 @@ def parse_options(text: str) -> dict:
 def replace_self_attention(decoder, name: str, layers: list[int], options: dict) -> None:
     """Put ``core`` mechanism ``name`` in the self-attention of the given decoder layers (in place).
 
-    The new module receives the q/k/v/out projections of the fairseq attention it replaces.
+    The new module receives the q/k/v/out projections of the fairseq attention it replaces wherever the shapes
+    agree (a mechanism with its own output layout keeps its own initialisation for that tensor).
     """
     if name not in core.list_attentions(causal=True):
         raise ValueError(
@@ -93,7 +94,9 @@ def replace_self_attention(decoder, name: str, layers: list[int], options: dict)
         layer = decoder.layers[index]
         old = layer.self_attn
         new = CoreSelfAttention(name, old.embed_dim, old.num_heads, **options)
-        load_shared_projections(new.attention, old.state_dict())
+        own = new.attention.state_dict()
+        shared = {k: v for k, v in old.state_dict().items() if k in own and own[k].shape == v.shape}
+        load_shared_projections(new.attention, shared)
         layer.self_attn = new.to(device=old.q_proj.weight.device, dtype=old.q_proj.weight.dtype)
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from fairseq.sequence_generator import SequenceGenerator
 
 import core
+from language.fairseq_plugin.model import replace_self_attention
 
-INCREMENTAL = [name for name in core.list_attentions(causal=True) if core.attention_info(name).incremental]
+CAUSAL = core.list_attentions(causal=True)
+INCREMENTAL = [name for name in CAUSAL if core.attention_info(name).incremental]
 
 
 def _tokens(task, batch: int, length: int, seed: int = 0) -> torch.Tensor:
@@ -21,8 +25,8 @@ def _full_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:
     return model.get_normalized_probs(model(tokens), log_probs=True)  # (B, T, V)
 
 
-def _incremental_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:
-    state: dict = {}
+def _incremental_log_probs(model, tokens: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    state = {} if state is None else state
     steps = []
     for t in range(tokens.shape[1]):
         out = model.decoder(tokens[:, : t + 1], incremental_state=state)
@@ -30,18 +34,31 @@ def _incremental_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:
     return torch.stack(steps, dim=1)
 
 
+def _with_mechanism(build_lm, dict_dir, name: str):
+    """A fresh 2-layer transformer_lm with ``name`` in every layer (one fairseq build, then the plugin's swap)."""
+    task, model, _ = build_lm(dict_dir, "core_attention_lm")
+    model = copy.deepcopy(model)
+    torch.manual_seed(0)
+    replace_self_attention(model.decoder, name, [0, 1], {})
+    return task, model.eval()
+
+
 @pytest.mark.parametrize("name", INCREMENTAL)
 def test_incremental_equals_full_sequence(build_lm, dict_dir, name):
-    torch.manual_seed(0)
-    task, model, _ = build_lm(dict_dir, "core_attention_lm", "--core-attention", name, "--core-attention-layers", "all")
-    model.eval()
-    tokens = _tokens(task, 3, 14, seed=1)
+    task, model = _with_mechanism(build_lm, dict_dir, name)
+    tokens = _tokens(task, 2, 10, seed=1)
     with torch.no_grad():
         full = _full_log_probs(model, tokens)
         steps = _incremental_log_probs(model, tokens)
     assert full.shape == steps.shape
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(full[:, 0], full[:, -1])  # the log-probs depend on the context
+
+
+def test_plugin_options_build_the_same_model(build_lm, dict_dir):
+    """--core-attention NAME --core-attention-layers all gives the layers the swap above gives."""
+    _, model, _ = build_lm(dict_dir, "core_attention_lm", "--core-attention", "linear", "--core-attention-layers", "all")
+    assert [layer.self_attn.name for layer in model.decoder.layers] == ["linear", "linear"]
 
 
 def test_primal_plus_decodes_from_running_sums(build_lm, dict_dir):
@@ -55,20 +72,18 @@ def test_primal_plus_decodes_from_running_sums(build_lm, dict_dir):
     state: dict = {}
     with torch.no_grad():
         full = _full_log_probs(model, tokens)
-        for t in range(tokens.shape[1]):
-            model.decoder(tokens[:, : t + 1], incremental_state=state)
+        steps = _incremental_log_probs(model, tokens, state)
     buffer = attn._get_input_buffer(state)["core_attn_state"]
     assert set(buffer) == {"q_sum", "k_sum", "count"} and buffer["count"] == tokens.shape[1]
-    torch.testing.assert_close(_incremental_log_probs(model, tokens), full, rtol=1e-4, atol=1e-5)
+    assert buffer["q_sum"].shape == (2, 2, 16)  # (B, H, p): O(1) memory in the sequence length
+    torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["primal", "linear"])
+@pytest.mark.parametrize("name", CAUSAL)
 def test_future_tokens_do_not_change_the_past(build_lm, dict_dir, name):
-    torch.manual_seed(0)
-    _, model, _ = build_lm(dict_dir, "core_attention_lm", "--core-attention", name, "--core-attention-layers", "all")
-    model.eval()
-    vocab = len(model.decoder.dictionary)
-    tokens = torch.randint(4, vocab, (2, 12), generator=torch.Generator().manual_seed(3))
+    task, model = _with_mechanism(build_lm, dict_dir, name)
+    vocab = len(task.target_dictionary)
+    tokens = _tokens(task, 2, 12, seed=3)
     changed = tokens.clone()
     changed[:, 7:] = (changed[:, 7:] + 5 - 4) % (vocab - 4) + 4
     with torch.no_grad():
@@ -120,3 +135,6 @@ def test_adapter_refuses_what_it_cannot_honour(build_lm, dict_dir):
         attn(x, x, x, attn_mask=torch.zeros(5, 5))
     with pytest.raises(ValueError, match="self-attention"):
         attn(x, torch.randn(5, 2, 32), x, attn_mask=torch.zeros(5, 5))
+    step = x[:1]
+    with pytest.raises(ValueError, match="padding token"):
+        attn(step, step, step, key_padding_mask=torch.tensor([[False], [True]]), incremental_state={})
