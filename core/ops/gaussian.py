@@ -9,7 +9,8 @@ The fast path runs through ``scaled_dot_product_attention`` (flash kernels, O(N)
 ``q~ = [q', -|q'|^2/2, 1]`` and ``k~ = [k', 1, -|k'|^2/2]`` so that ``q~.k~ = -|q' - k'|^2 / 2``, and appends a
 "sink" key ``0`` whose value is the unit vector of an extra value column. SDPA's normalised output is then
 ``(sum_j kappa_j v_j, 1) / (1 + sum_j kappa_j)``, and dividing the value columns by the extra column
-recovers ``sum_j kappa_j v_j`` exactly. Every score is <= 0 and the sink scores 0, so nothing overflows.
+recovers ``sum_j kappa_j v_j`` exactly. Query, key and value widths are padded to one common width, which
+SDPA's flash kernels require. Every score is <= 0 and the sink scores 0, so nothing overflows.
 """
 
 from __future__ import annotations
@@ -58,23 +59,28 @@ def kernelized_attention(
     """``kappa(q * scale, k * scale) v`` through SDPA with a sink key (see the module docstring).
 
     Args:
-        q (torch.Tensor): queries ``[B, H, N, D]``.
-        k (torch.Tensor): keys ``[B, H, N, D]``.
-        v (torch.Tensor): values ``[B, H, N, Dv]``.
-        key_padding_mask (torch.Tensor, optional): bool ``[B, N]``, True = real token; padded keys get weight 0.
-        causal (bool): query i sees keys j <= i.
+        q (torch.Tensor): queries ``[B, H, Nq, D]``.
+        k (torch.Tensor): keys ``[B, H, Nk, D]``.
+        v (torch.Tensor): values ``[B, H, Nk, Dv]``.
+        key_padding_mask (torch.Tensor, optional): bool ``[B, Nk]``, True = real token; padded keys get weight 0.
+        causal (bool): query i sees keys j <= i (needs Nq == Nk).
         scale (float, optional): feature scale, default ``D^{-1/4}`` (Skyformer hard-codes ``32^{-1/4}``).
 
     Returns:
-        torch.Tensor: ``[B, H, N, Dv]`` (no row normalisation).
+        torch.Tensor: ``[B, H, Nq, Dv]`` (no row normalisation).
     """
     scale = _feature_scale(q.shape[-1], scale)
-    q, k = q * scale, k * scale
-    half_q_norm = 0.5 * q.pow(2).sum(dim=-1, keepdim=True)  # [B, H, N, 1]
-    half_k_norm = 0.5 * k.pow(2).sum(dim=-1, keepdim=True)
-    q_aug = torch.cat([q, -half_q_norm, torch.ones_like(half_q_norm)], dim=-1)  # [B, H, N, D + 2]
-    k_aug = torch.cat([k, torch.ones_like(half_k_norm), -half_k_norm], dim=-1)
-    v_aug = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)  # [B, H, N, Dv + 1]
+    half_s2 = 0.5 * scale * scale
+    # Norms from the unscaled inputs, so no scaled copy outlives the concatenation.
+    half_q_norm = half_s2 * q.pow(2).sum(dim=-1, keepdim=True)  # [B, H, Nq, 1]
+    half_k_norm = half_s2 * k.pow(2).sum(dim=-1, keepdim=True)  # [B, H, Nk, 1]
+    q_aug = torch.cat([q * scale, -half_q_norm, torch.ones_like(half_q_norm)], dim=-1)  # [B, H, Nq, D + 2]
+    k_aug = torch.cat([k * scale, torch.ones_like(half_k_norm), -half_k_norm], dim=-1)
+    # SDPA's flash kernels need equal query/key and value widths: pad the values with zero columns.
+    width = max(q_aug.shape[-1], v.shape[-1] + 1)
+    v_aug = F.pad(v, (0, width - v.shape[-1]))  # [B, H, Nk, width]; column Dv is the sink's
+    k_aug = F.pad(k_aug, (0, width - k_aug.shape[-1]))
+    q_aug = F.pad(q_aug, (0, width - q_aug.shape[-1]))
     if key_padding_mask is not None:
         pad = ~key_padding_mask[:, None, :, None]
         pad_key = torch.zeros_like(k_aug[:1, :1, :1])
@@ -84,13 +90,14 @@ def kernelized_attention(
     b, h, _, _ = q.shape
     sink_key = k_aug.new_zeros(b, h, 1, k_aug.shape[-1])
     sink_value = v_aug.new_zeros(b, h, 1, v_aug.shape[-1])
-    sink_value[..., -1] = 1.0
+    sink_value[..., v.shape[-1]] = 1.0
     # The sink comes first; with a lower-right causal mask query i sees the sink and keys 0..i.
     k_aug = torch.cat([sink_key, k_aug], dim=2)
     v_aug = torch.cat([sink_value, v_aug], dim=2)
     mask = causal_lower_right(q.shape[-2], k_aug.shape[-2]) if causal else None
     out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=mask, scale=1.0)
-    return out[..., :-1] / out[..., -1:]
+    dv = v.shape[-1]
+    return out[..., :dv] / out[..., dv : dv + 1]
 
 
 def kernelized_attention_weights(

@@ -5,7 +5,8 @@ The kernel block ``C = kappa(Q', K')`` is not PSD, so Skyformer lifts it into th
 ``B = kappa(X, X)`` of ``X = [Q'; K']`` (2N rows), approximates ``B ~ B S (S^T B S + gamma I)^{-1} S^T B`` with
 ``S`` selecting m landmark rows of ``X`` (half among the queries, half among the keys), and reads off the
 off-diagonal block: ``C ~ kappa(Q', X_S) (kappa(X_S, X_S) + gamma I)^{-1} kappa(X_S, K')``. The output is
-``C V`` computed right to left in O(N m d + m^3) time and O(N m) memory.
+``C V`` computed right to left in O(N m d + m^3) time; the two N-sized factors are recomputed chunk by chunk
+in the backward (:mod:`core.ops.kernel_product`), so the memory is O(N d + m^2).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from core.ops.gaussian import gaussian_kernel
+from core.ops.kernel_product import gaussian_kernel_product
 from core.ops.pinv import regularized_kernel_inverse
 from core.ops.sampling import gather_positions
 
@@ -62,17 +64,14 @@ def skyformer_attention(
         torch.Tensor: ``[B, H, N, Dv]``.
     """
     scale = q.shape[-1] ** -0.25 if scale is None else scale
-    if key_padding_mask is not None:
-        v = v.masked_fill(~key_padding_mask[:, None, :, None], 0.0)
     # The m x m inverse runs in at least float32 (half precision would break the iteration).
     work = torch.promote_types(landmarks.dtype, torch.float32)
     landmark_kernel = gaussian_kernel(landmarks.to(work), landmarks.to(work), scale)  # [B, H, m, m]
-    inverse_kernel = regularized_kernel_inverse(landmark_kernel, ridge, iterations, inverse).to(q.dtype)
-    key_features = gaussian_kernel(k, landmarks, scale)  # [B, H, N, m]
-    context = torch.matmul(key_features.transpose(-1, -2), v)  # [B, H, m, Dv]
+    inverse_kernel = regularized_kernel_inverse(landmark_kernel, ridge, iterations, inverse).to(v.dtype)
+    # Both N-sized products are recomputed chunk by chunk in the backward: no [N, m] kernel is stored.
+    context = gaussian_kernel_product(landmarks, k, v, scale, key_padding_mask)  # kappa(S', K') V: [B, H, m, Dv]
     context = torch.matmul(inverse_kernel, context)
-    query_features = gaussian_kernel(q, landmarks, scale)  # [B, H, N, m]
-    return torch.matmul(query_features, context)
+    return gaussian_kernel_product(q, landmarks, context, scale)  # kappa(Q', S') context: [B, H, N, Dv]
 
 
 def skyformer_attention_weights(

@@ -146,3 +146,19 @@ def test_skyformer_refuses_causal_and_bad_options():
         core.build_attention("skyformer", 16, 2, inverse="qr")
     with pytest.raises(ValueError, match="num_landmarks"):
         core.build_attention("skyformer", 16, 2, num_landmarks=1)
+
+
+@pytest.mark.parametrize("short_side", ["keys", "queries"])
+def test_chunked_kernel_product_matches_explicit_and_gradchecks(short_side, monkeypatch):
+    import core.ops.kernel_product as kernel_product
+    from core.ops.gaussian import gaussian_kernel
+
+    monkeypatch.setattr(kernel_product, "_CHUNK_ELEMENTS", 40)  # several chunks
+    g = torch.Generator().manual_seed(0)
+    na, nb = (23, 5) if short_side == "keys" else (5, 23)
+    a, b = (torch.randn(2, 2, n, 4, generator=g, dtype=torch.float64, requires_grad=True) for n in (na, nb))
+    v = torch.randn(2, 2, nb, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, nb, generator=g) > 0.3
+    out = kernel_product.gaussian_kernel_product(a, b, v, 0.7, mask)
+    torch.testing.assert_close(out, (gaussian_kernel(a, b, 0.7) * mask[:, None, None, :]) @ v)
+    assert torch.autograd.gradcheck(lambda a, b, v: kernel_product.gaussian_kernel_product(a, b, v, 0.7, mask), (a, b, v))
