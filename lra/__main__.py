@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lra import efficiency, generate, prepare, train
+from lra import efficiency, generate, prepare, summary, train
 from lra.data.arrays import DataError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_parser(subparsers)
     efficiency.add_parser(subparsers)
     efficiency.add_table_parser(subparsers)
+    summary.add_parser(subparsers)
     return parser
 
 

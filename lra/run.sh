@@ -6,6 +6,7 @@
 #   bash lra/run.sh train   TASK ATTENTION [extra train flags]   # e.g. listops primalformer --seed 1
 #   bash lra/run.sh paper   [ATTENTIONS...]    # all five tasks for each attention (GPU recommended)
 #   bash lra/run.sh table   [extra table flags]                  # Table 3: time + memory of the first 1000 steps
+#   bash lra/run.sh bench                      # CPU targets: ListOps<=512 PrimalFormer 10 min; Adding N=1024, linear mechanisms
 #
 # Environment: PYTHON (default .venv/bin/python when present, else python), DATA (default data/lra),
 # RUNS (default runs/lra).
@@ -19,7 +20,7 @@ DATA=${DATA:-data/lra}
 RUNS=${RUNS:-runs/lra}
 TASKS=(listops text retrieval image pathfinder)
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 1; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 1; }
 
 command=${1:-}
 [ -n "$command" ] || usage
@@ -63,6 +64,23 @@ case "$command" in
     table)
         "$PYTHON" -m lra table --tasks "${TASKS[@]}" --attentions softmax nystrom linear performer primal+trans primalformer \
             --steps 1000 --out-dir "$RUNS/efficiency" "$@"
+        ;;
+    bench)
+        "$PYTHON" -m lra generate listops --out "$DATA/raw/listops512" --train 20000 --dev 1000 --test 1000 \
+            --min-length 100 --max-length 512 --seed 1 --prepare-to "$DATA/listops512"
+        "$PYTHON" -m lra train --task listops --attention primalformer --data "$DATA/listops512" \
+            --run-dir "$RUNS/bench-listops512-primalformer" --steps 1500 --lr 1e-3 --batch-size 16 --set train.warmup=100 \
+            --eval-every 100 --eval-batches 16 --trim-padding --max-minutes 10
+        "$PYTHON" -m lra generate adding --out "$DATA/adding-1024" --length 1024 --train 20000 --dev 500 --test 1000 --seed 4
+        runs=("$RUNS/bench-listops512-primalformer")
+        # every registered mechanism whose cost is not quadratic in N
+        for attention in $("$PYTHON" -c "import core; print(' '.join(n for n in core.list_attentions() if 'N^2' not in core.attention_info(n).complexity))"); do
+            "$PYTHON" -m lra train --task adding --attention "$attention" --data "$DATA/adding-1024" \
+                --run-dir "$RUNS/bench-adding1024-$attention" --steps 2000 --batch-size 16 --lr 1e-3 --set train.warmup=50 \
+                --eval-every 200 --eval-batches 8 --max-minutes 10
+            runs+=("$RUNS/bench-adding1024-$attention")
+        done
+        "$PYTHON" -m lra summary "${runs[@]}" --out "$RUNS/bench-summary.json"
         ;;
     *)
         usage

@@ -12,7 +12,7 @@ from lra.data.connectivity import connectivity_label
 from lra.efficiency import format_table, measure
 
 
-@pytest.mark.parametrize("command", ["generate", "prepare", "train", "efficiency", "table"])
+@pytest.mark.parametrize("command", ["generate", "prepare", "train", "efficiency", "table", "summary"])
 def test_every_command_explains_its_flags(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args([command, "--help"])
@@ -140,3 +140,31 @@ def test_table_collects_earlier_measurements(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| softmax | 10.0 |" in out and "| primalformer | failed |" in out
     assert (tmp_path / "table.md").is_file() and (tmp_path / "efficiency.png").is_file()
+
+
+def test_summary_compares_runs_with_their_baselines(tmp_path, capsys):
+    classification = {
+        "task": "listops",
+        "attention": "primalformer",
+        "steps_done": 76,
+        "train_seconds": 600.0,
+        "test": {"accuracy": 0.27, "loss": 2.0},
+        "majority_accuracy": 0.14,
+    }
+    regression = {
+        "task": "adding",
+        "attention": "linear",
+        "steps_done": 50,
+        "train_seconds": 300.0,
+        "test": {"accuracy": 0.1, "loss": 0.05, "mse": 0.05},
+        "trivial_mse": 0.04,
+        "trivial_accuracy": 0.2,
+    }
+    for name, result in (("a", classification), ("b", regression)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps(result))
+    assert main(["summary", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "| listops | primalformer | 76 | 600 | 0.2700 | - | acc 0.1400 | yes |" in out
+    assert "| adding | linear | 50 | 300 | 0.1000 | 0.0500 | MSE 0.0400 | no |" in out
+    assert main(["summary", str(tmp_path / "missing")]) == 2
