@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args.components, args.weights = ["posrf", "oprf"], ["gaussian", "orf", "fastfood_learnable"]
         args.features, args.draws = [16, 64, 256], 1
     combos = list(itertools.product(args.components, args.weights))
+    torch.set_num_threads(1)  # the accuracy sweep is many small float64 ops: one thread avoids oversubscription
     sources = {"random": random_activations(args.dim, args.heads, args.length)}
     if args.activations:
         sources["real"] = load_activations(args.activations)
