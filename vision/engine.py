@@ -106,6 +106,7 @@ def train_one_epoch(
     deadline: float | None = None,
     on_step: Callable[[TrainState], None] | None = None,
     schedule_position: Callable[[TrainState, float], int] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
     show_progress: bool = True,
 ) -> dict[str, float]:
     """Train until the loader is exhausted, ``max_batches`` is reached or the ``deadline`` (time.time()) passes.
@@ -127,18 +128,20 @@ def train_one_epoch(
         on_step: called after every update (e.g. periodic checkpoints).
         schedule_position: maps the state and the shared time to the scheduler's update count (default:
             ``state.step``).
+        stop_requested: checked after every update; True ends the epoch at once (preemption).
         show_progress: tqdm bar.
 
     Returns:
         Averages of ``loss``, ``task_loss``, ``ksvd_loss``; ``lr``; ``images``, ``images_per_s``,
-        ``seconds_per_1k_steps``, ``peak_memory_gb`` and ``stopped_early`` (1.0 when the deadline hit).
+        ``seconds_per_1k_steps``, ``peak_memory_gb``, ``stopped_early`` (1.0 when the deadline hit) and
+        ``interrupted`` (1.0 when ``stop_requested`` said so).
     """
     model.train()
     reset_peak_memory(device)
     use_amp = scaler is not None
     totals = {"loss": 0.0, "task_loss": 0.0, "ksvd_loss": 0.0}
     batches = images_seen = 0
-    stopped_early = False
+    stopped_early = interrupted = False
     start = time.perf_counter()
     total = len(loader) if hasattr(loader, "__len__") else None
     if max_batches:
@@ -183,6 +186,9 @@ def train_one_epoch(
         progress.set_postfix(loss=f"{totals['loss'] / batches:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
         if on_step is not None:
             on_step(state)
+        if stop_requested is not None and stop_requested():
+            interrupted = True
+            break
         if deadline is not None and now >= deadline:
             stopped_early = True
             break
@@ -197,6 +203,7 @@ def train_one_epoch(
         seconds_per_1k_steps=1000 * elapsed / max(batches, 1),
         peak_memory_gb=peak_memory_gb(device),
         stopped_early=float(stopped_early),
+        interrupted=float(interrupted),
     )
     return metrics
 

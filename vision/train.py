@@ -9,11 +9,14 @@ the same recipe on Fashion-MNIST offline. The run folder holds ``log.txt`` (huma
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from timm.data import Mixup
 from timm.data.distributed_sampler import RepeatAugSampler
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -73,6 +76,38 @@ def build_criterion(config: TrainConfig, num_classes: int) -> tuple[nn.Module, M
     if config.smoothing > 0:
         return LabelSmoothingCrossEntropy(smoothing=config.smoothing), None
     return nn.CrossEntropyLoss(), None
+
+
+class StopSignal:
+    """SIGTERM or SIGUSR1 (SLURM preemption, torchrun shutdown): finish the current update, checkpoint and exit.
+
+    Every process installs the handlers; under DDP the flag is combined over processes after every update, so all
+    ranks stop at the same step. ``restore`` puts the previous handlers back.
+    """
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.requested = False
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        log.warning("signal %d received: checkpointing after this update", signum)
+
+    def __call__(self) -> bool:
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=self.device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _checkpoint_paths(folder: Path) -> list[Path]:
@@ -218,45 +253,56 @@ def run(config: TrainConfig) -> dict[str, Any]:
              device, use_amp)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
-    stopped_early = False
-    while state.epoch < config.epochs and not stopped_early:
-        if deadline is not None and shared_time(device) >= deadline:
-            stopped_early = True
-            break
-        train_sampler.set_epoch(state.epoch)
-        sampler = SkipFirst(train_sampler, state.batch_in_epoch * config.batch_size)
-        loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True, **loader_options)
-        last_train = train_one_epoch(
-            model, loader, optimizer, scheduler, criterion, state, device, eta=config.eta, mixup=mixup, scaler=scaler,
-            clip_grad=config.clip_grad, ema=ema, max_batches=config.max_train_batches, deadline=deadline,
-            on_step=on_step, schedule_position=schedule_position, show_progress=main,
-        )
-        stopped_early = bool(last_train["stopped_early"]) and state.batch_in_epoch < batches_per_epoch
-        epoch = state.epoch
-        if not stopped_early:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        row: dict[str, Any] = {"epoch": epoch, "step": state.step, "complete": not stopped_early,
-                               **{f"train_{k}": v for k, v in last_train.items() if k != "stopped_early"}}
-        if stopped_early or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
-            last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
-                                 show_progress=main)
-            row.update({f"val_{k}": v for k, v in last_eval.items()})
-            if ema is not None and config.eval_ema:
-                ema_eval = evaluate(ema.module, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
-                                    show_progress=main)
-                row.update({f"ema_{k}": v for k, v in ema_eval.items()})
-            if last_eval["top1"] > best["top1"]:
-                best = {"top1": last_eval["top1"], "top5": last_eval["top5"], "epoch": epoch}
-                if main:
-                    save_checkpoint({"model": unwrapped.state_dict(), "config": config.to_dict(), "metrics": last_eval},
-                                    out / "best.pt")
-            log.info("epoch %d: loss %.4f (KSVD %.4g), val top-1 %.2f top-5 %.2f, %.0f img/s, %.0f s/1K steps, "
-                     "peak %.2f GB", epoch, last_train["loss"], last_train["ksvd_loss"], last_eval["top1"],
-                     last_eval["top5"], last_train["images_per_s"], last_train["seconds_per_1k_steps"],
-                     last_train["peak_memory_gb"])
-        metrics.log(**row)
-        save(state)
-    if not last_eval:
+    stopped_early = interrupted = False
+    stop = StopSignal(device)
+    try:
+        while state.epoch < config.epochs and not stopped_early:
+            if deadline is not None and shared_time(device) >= deadline:
+                stopped_early = True
+                break
+            train_sampler.set_epoch(state.epoch)
+            sampler = SkipFirst(train_sampler, state.batch_in_epoch * config.batch_size)
+            loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True, **loader_options)
+            last_train = train_one_epoch(
+                model, loader, optimizer, scheduler, criterion, state, device, eta=config.eta, mixup=mixup, scaler=scaler,
+                clip_grad=config.clip_grad, ema=ema, max_batches=config.max_train_batches, deadline=deadline,
+                on_step=on_step, schedule_position=schedule_position, stop_requested=stop, show_progress=main,
+            )
+            if last_train["interrupted"]:
+                interrupted = True
+                save(state)
+                log.warning("interrupted at epoch %d, batch %d, step %d: checkpoint saved, the same command resumes",
+                            state.epoch, state.batch_in_epoch, state.step)
+                break
+            stopped_early = bool(last_train["stopped_early"]) and state.batch_in_epoch < batches_per_epoch
+            epoch = state.epoch
+            if not stopped_early:
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            flags = ("stopped_early", "interrupted")
+            row: dict[str, Any] = {"epoch": epoch, "step": state.step, "complete": not stopped_early,
+                                   **{f"train_{k}": v for k, v in last_train.items() if k not in flags}}
+            if stopped_early or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
+                last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
+                                     show_progress=main)
+                row.update({f"val_{k}": v for k, v in last_eval.items()})
+                if ema is not None and config.eval_ema:
+                    ema_eval = evaluate(ema.module, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
+                                        show_progress=main)
+                    row.update({f"ema_{k}": v for k, v in ema_eval.items()})
+                if last_eval["top1"] > best["top1"]:
+                    best = {"top1": last_eval["top1"], "top5": last_eval["top5"], "epoch": epoch}
+                    if main:
+                        weights = {"model": unwrapped.state_dict(), "config": config.to_dict(), "metrics": last_eval}
+                        save_checkpoint(weights, out / "best.pt")
+                log.info("epoch %d: loss %.4f (KSVD %.4g), val top-1 %.2f top-5 %.2f, %.0f img/s, %.0f s/1K steps, "
+                         "peak %.2f GB", epoch, last_train["loss"], last_train["ksvd_loss"], last_eval["top1"],
+                         last_eval["top5"], last_train["images_per_s"], last_train["seconds_per_1k_steps"],
+                         last_train["peak_memory_gb"])
+            metrics.log(**row)
+            save(state)
+    finally:
+        stop.restore()
+    if not last_eval and not interrupted:
         last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
                              show_progress=main)
     if stopped_early:
@@ -264,7 +310,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
                  "--max-minutes to continue)", config.max_minutes, state.epoch, state.batch_in_epoch)
 
     result = {
-        "status": "time_budget_used" if stopped_early else "complete",
+        "status": "interrupted" if interrupted else ("time_budget_used" if stopped_early else "complete"),
         "model": config.model, "dataset": config.dataset, "parameters": parameters,
         "attention": config.attention, "primal_blocks": primal_blocks, "epochs_completed": state.epoch,
         "steps": state.step, "final": last_eval, "best": best, "train": last_train,

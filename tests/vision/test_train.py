@@ -113,3 +113,31 @@ def test_time_budget_stops_checkpoints_and_is_shared_across_resumes(image_folder
 def test_time_schedule_needs_a_budget(image_folder, tmp_path):
     with pytest.raises(ValueError, match="max-minutes"):
         run(tiny_config(image_folder, tmp_path / "x", time_schedule=True))
+
+
+def test_sigterm_checkpoints_and_the_same_command_resumes(image_folder, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import vision.train as train_module
+
+    out = tmp_path / "preempted"
+    calls = {"n": 0}
+    original = train_module.train_one_epoch
+
+    def preempt_after_two_updates(*args, **kwargs):
+        def on_step(state):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # as SLURM or torchrun would
+
+        return original(*args, **{**kwargs, "on_step": on_step})
+
+    monkeypatch.setattr(train_module, "train_one_epoch", preempt_after_two_updates)
+    before = signal.getsignal(signal.SIGTERM)
+    first = run(tiny_config(image_folder, out, epochs=1, eval_ema=False))
+    assert first["status"] == "interrupted" and first["steps"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    monkeypatch.setattr(train_module, "train_one_epoch", original)
+    second = run(tiny_config(image_folder, out, epochs=1, eval_ema=False))
+    assert second["status"] == "complete" and second["steps"] == 4 and second["train"]["batches"] == 2
