@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens-per-sample", type=int,
                         help="block length (default: the checkpoint's training value; the paper uses 512)")
     parser.add_argument("--context-window", type=int, default=0,
-                        help="tokens of left context scored again with each block (default: 0; the paper's README: 400)")
+                        help="tokens of preceding context fed before each block, conditioned on but not scored "
+                             "(default: 0; the paper's README: 400)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="tokens per evaluation batch (default: 4096)")
     parser.add_argument("--threads", type=int, help="CPU threads (OMP_NUM_THREADS)")
     parser.add_argument("--timeout", type=float, help="kill fairseq-eval-lm after this many seconds")

@@ -39,7 +39,7 @@ def test_prepare_kjv_layout(kjv_bin):
 def test_train_primal_with_fairseq_train_then_eval_lm(kjv_bin, tmp_path):
     run = tmp_path / "primal"
     code = main(["train", "--config", "kjv-primal", "--data", str(kjv_bin / "bin"), "--save-dir", str(run),
-                 "--max-update", "4", "--log-interval", "1", "--timeout", "120", *TINY])
+                 "--max-update", "4", "--log-interval", "1", "--timeout", "300", *TINY])
     assert code == 0
     result = json.loads((run / "result.json").read_text())
     log = (run / "train.log").read_text()
@@ -48,7 +48,7 @@ def test_train_primal_with_fairseq_train_then_eval_lm(kjv_bin, tmp_path):
     assert result["last_train_inner"]["ksvd"] > 0
     assert 1 < result["final_valid_ppl"] < 1e5
     code = main(["eval", "--data", str(kjv_bin / "bin"), "--path", str(run / "checkpoint_last.pt"),
-                 "--subset", "valid", "--timeout", "120", "--threads", "1"])
+                 "--subset", "valid", "--timeout", "300", "--threads", "1"])
     assert code == 0
     evaluation = json.loads((run / "eval_valid.json").read_text())
     assert evaluation["tokens_per_sample"] == 32 and evaluation["tokens"] > 500
