@@ -19,6 +19,7 @@ def real_token_positions(
     random: bool,
     device: torch.device | None = None,
     generator: torch.Generator | None = None,
+    counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw ``count`` positions per sequence among its real tokens (with replacement when random).
 
@@ -31,6 +32,8 @@ def real_token_positions(
             of the real tokens (False; every real token is taken once when ``count`` equals their number).
         device (torch.device, optional): device of the result when there is no mask.
         generator (torch.Generator, optional): for the random draws.
+        counts (torch.Tensor, optional): int ``[B]``, a per-sequence count <= ``count`` for the stratified draw;
+            sequence b's first ``counts[b]`` positions are its own quantiles (the rest are to be ignored).
 
     Returns:
         torch.Tensor: int64 ``[B, count]``, positions in ``[0, N)``, increasing for the stratified draw. A
@@ -42,7 +45,8 @@ def real_token_positions(
     if random:
         fractions = torch.rand(batch, count, device=device, generator=generator, dtype=torch.float64)
     else:
-        fractions = ((torch.arange(count, device=device, dtype=torch.float64) + 0.5) / count).expand(batch, count)
+        per_sequence = count if counts is None else counts.to(device=device, dtype=torch.float64).clamp(min=1)[:, None]
+        fractions = ((torch.arange(count, device=device, dtype=torch.float64) + 0.5) / per_sequence).expand(batch, count)
     if key_padding_mask is None:
         return (fractions * length).long().clamp_(0, length - 1)
     real = key_padding_mask.sum(dim=1, keepdim=True)  # [B, 1]
