@@ -180,7 +180,9 @@ def train_run(
         state = saved["state"]
         logger.load_existing()
         logger.truncate(state["epoch"])
-    elif not resume:
+        with (run_dir / "log.txt").open("a") as log:
+            log.write(f"resumed after epoch {state['epoch']}\n")
+    else:  # a fresh start: drop what an earlier attempt left before its first checkpoint
         for name in (CHECKPOINT, RESULT, "metrics.jsonl", "metrics.csv", "log.txt"):
             (run_dir / name).unlink(missing_ok=True)
 
