@@ -256,10 +256,9 @@ def run(config: TrainConfig) -> dict[str, Any]:
     stopped_early = interrupted = False
     stop = StopSignal(device)
     try:
+        # the deadline is checked after every update; a budget already used up by earlier runs stops at once
+        stopped_early = bool(config.max_minutes) and wall_before >= 60 * config.max_minutes
         while state.epoch < config.epochs and not stopped_early:
-            if deadline is not None and shared_time(device) >= deadline:
-                stopped_early = True
-                break
             train_sampler.set_epoch(state.epoch)
             sampler = SkipFirst(train_sampler, state.batch_in_epoch * config.batch_size)
             loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True, **loader_options)
@@ -274,12 +273,12 @@ def run(config: TrainConfig) -> dict[str, Any]:
                 log.warning("interrupted at epoch %d, batch %d, step %d: checkpoint saved, the same command resumes",
                             state.epoch, state.batch_in_epoch, state.step)
                 break
-            stopped_early = bool(last_train["stopped_early"]) and state.batch_in_epoch < batches_per_epoch
-            epoch = state.epoch
-            if not stopped_early:
+            stopped_early = bool(last_train["stopped_early"])
+            epoch, finished = state.epoch, state.batch_in_epoch >= batches_per_epoch or not last_train["batches"]
+            if finished:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             flags = ("stopped_early", "interrupted")
-            row: dict[str, Any] = {"epoch": epoch, "step": state.step, "complete": not stopped_early,
+            row: dict[str, Any] = {"epoch": epoch, "step": state.step, "complete": finished,
                                    **{f"train_{k}": v for k, v in last_train.items() if k not in flags}}
             if stopped_early or state.epoch % config.eval_every == 0 or state.epoch == config.epochs:
                 last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
@@ -302,6 +301,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
             save(state)
     finally:
         stop.restore()
+    stopped_early = stopped_early and state.epoch < config.epochs
     if not last_eval and not interrupted:
         last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
                              show_progress=main)

@@ -102,11 +102,11 @@ def test_cli_train_and_errors(image_folder, tmp_path, capsys):
 
 def test_time_budget_stops_checkpoints_and_is_shared_across_resumes(image_folder, tmp_path):
     out = tmp_path / "budget"
-    first = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-4, time_schedule=True, eval_ema=False))
+    first = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-5, time_schedule=True, eval_ema=False))
     assert first["status"] == "time_budget_used" and first["steps"] == 1
     assert 0 <= first["final"]["top1"] <= 100
     assert len(list((out / "checkpoints").glob("checkpoint-*.pt"))) == 1
-    again = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-4, time_schedule=True, eval_ema=False))
+    again = run(tiny_config(image_folder, out, epochs=5, max_minutes=1e-5, time_schedule=True, eval_ema=False))
     assert again["steps"] == 1  # the budget was already used up
 
 
