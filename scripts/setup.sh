@@ -33,7 +33,8 @@ install_debian_packages() {
 }
 
 stamp_value() {
-    cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1
+    # editable installs map the packages that exist at install time: a new suite package means reinstall
+    { cat pyproject.toml scripts/setup.sh; ls -d ./*/__init__.py 2>/dev/null; } | sha256sum | cut -d' ' -f1
     echo "$EXTRAS"
 }
 

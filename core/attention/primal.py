@@ -19,6 +19,7 @@ from collections import deque
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.attention.base import ProjectedAttention
@@ -31,6 +32,7 @@ from core.ops.primal import (
     ksvd_objective,
     ksvd_trace,
     prefix_mean,
+    projected_cosine_scores,
 )
 from core.registry import register_attention
 
@@ -114,17 +116,17 @@ class PrimalAttention(ProjectedAttention):
     def scores(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The projection scores e and r, token-major ``(B, N, H, s)`` each, for a checked ``x: (B, N, D)``."""
         b, n, _ = x.shape
-        q = self.q_proj(x).view(b, n, self.num_heads, self.head_dim)
-        k = self.k_proj(x).view(b, n, self.num_heads, self.head_dim)
         mask = None if self.original_padding else key_padding_mask
         if self.causal:
+            q = self.q_proj(x).view(b, n, self.num_heads, self.head_dim)
+            k = self.k_proj(x).view(b, n, self.num_heads, self.head_dim)
             q, k = prefix_mean(q, mask, dim=1), prefix_mean(k, mask, dim=1)
             return cosine_scores(q, self.weight_e), cosine_scores(k, self.weight_r)
         positions = evenly_spaced_positions(self.num_samples, n, mask, batch=b)
         x_tokens = x.view(b, n, self.num_heads, self.head_dim)
         weight_e = data_dependent_weights(x_tokens, positions, self.weight_e)  # (B, H, p, s)
         weight_r = data_dependent_weights(x_tokens, positions, self.weight_r)
-        return cosine_scores(q, weight_e), cosine_scores(k, weight_r)
+        return projected_cosine_scores(x, self.q_proj, weight_e, self.k_proj, weight_r, self.num_heads)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Primal-Attention.
@@ -137,10 +139,25 @@ class PrimalAttention(ProjectedAttention):
             torch.Tensor: ``(B, N, D)``.
         """
         mask = self.check_input(x, key_padding_mask)
-        e, r = self.scores(x, mask)  # (B, N, H, s)
-        self._record_ksvd(e, r, None if self.original_padding else mask)
-        heads = self.score_proj(torch.cat([e, r], dim=-1))  # (B, N, H, p), shared across heads
-        return self.out_proj(self.dropout(heads.flatten(2)))
+        scores = torch.cat(self.scores(x, mask), dim=-1)  # [e, r]: (B, N, H, 2s)
+        s = self.low_rank
+        self._record_ksvd(scores[..., :s], scores[..., s:], None if self.original_padding else mask)
+        return self.mix_heads(scores)
+
+    def mix_heads(self, scores: torch.Tensor) -> torch.Tensor:
+        """``out_proj(concat_h Linear_{2s -> p}(scores_h))`` for token-major scores ``(..., H, 2s)`` -> ``(..., D)``.
+
+        Without dropout the two maps are folded into one ``(D, H * 2s)`` matrix built from the parameters, so the
+        ``(B, N, D)`` head outputs are never formed (less memory, fewer FLOPs, same result).
+        """
+        if self.training and isinstance(self.dropout, nn.Dropout):
+            return self.out_proj(self.dropout(self.score_proj(scores).flatten(-2)))
+        out_weight = self.out_proj.weight.view(self.dim, self.num_heads, self.head_dim)  # (D, H, p)
+        folded = torch.einsum("dhp,pt->dht", out_weight, self.score_proj.weight).reshape(self.dim, -1)
+        bias = torch.einsum("dhp,p->d", out_weight, self.score_proj.bias)
+        if self.out_proj.bias is not None:
+            bias = bias + self.out_proj.bias
+        return F.linear(scores.flatten(-2), folded, bias)
 
     def _record_ksvd(self, e: torch.Tensor, r: torch.Tensor, mask: torch.Tensor | None) -> None:
         """Store per-sample energies of token-major scores ``(B, N, H, s)``."""
@@ -191,7 +208,7 @@ class PrimalAttention(ProjectedAttention):
             q_sum, k_sum, count = q, k, 1
         e = torch.matmul(cosine_features(q_sum / count).unsqueeze(-2), self.weight_e).squeeze(-2)  # (B, H, s)
         r = torch.matmul(cosine_features(k_sum / count).unsqueeze(-2), self.weight_r).squeeze(-2)
-        y = self.out_proj(self.score_proj(torch.cat([e, r], dim=-1)).flatten(1))
+        y = self.mix_heads(torch.cat([e, r], dim=-1))
         return y, {"q_sum": q_sum, "k_sum": k_sum, "count": count}
 
 

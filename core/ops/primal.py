@@ -150,35 +150,93 @@ def ksvd_objective(energy_e: torch.Tensor, energy_r: torch.Tensor, trace: torch.
     raise ValueError(f"ksvd reduction must be 'sample' or 'batch', got {reduction!r}")
 
 
+def _cosine_scores_forward(q: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (B, N, H, 1)
+    scores = torch.matmul((q / norm).transpose(1, 2), weight)  # (B, H, N, s)
+    return scores.transpose(1, 2).contiguous(), norm  # (B, N, H, s)
+
+
+def _cosine_scores_backward(q, norm, weight, grad_scores, need_q: bool, need_weight: bool, overwrite_q: bool = False):
+    features = q.div_(norm) if overwrite_q else q / norm  # (B, N, H, p)
+    grad_weight = grad_q = None
+    if need_weight:
+        grad_weight = torch.matmul(features.permute(0, 2, 3, 1), grad_scores.transpose(1, 2))  # (B, H, p, s)
+        if weight.dim() == 3:
+            grad_weight = grad_weight.sum(dim=0)
+    if need_q:
+        w = weight if weight.dim() == 4 else weight.unsqueeze(0)
+        grad_features = torch.matmul(grad_scores.transpose(1, 2), w.transpose(-1, -2)).transpose(1, 2)
+        radial = (features * grad_features).sum(dim=-1, keepdim=True) * (norm > _NORM_EPS)
+        # in place: (grad_features - features * radial) / norm, without more N x D temporaries
+        grad_q = grad_features.contiguous().addcmul_(features, radial, value=-1.0).div_(norm)
+    return grad_q, grad_weight
+
+
+class _ProjectedCosineScores(torch.autograd.Function):
+    """``(phi(x A_q^T + b_q) W_e, phi(x A_k^T + b_k) W_r)`` per head, saving only x and parameters: the
+    projections and phi are recomputed in backward, and the input gradient is accumulated in one buffer."""
+
+    @staticmethod
+    def forward(ctx, x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, num_heads: int):
+        b, n, d = x.shape
+        outputs = []
+        for proj_weight, proj_bias, weight in ((q_weight, q_bias, weight_e), (k_weight, k_bias, weight_r)):
+            q = F.linear(x, proj_weight, proj_bias).view(b, n, num_heads, d // num_heads)
+            outputs.append(_cosine_scores_forward(q, weight)[0])
+            del q
+        ctx.num_heads = num_heads
+        ctx.save_for_backward(x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r)
+        return outputs[0], outputs[1]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_e, grad_r):
+        x, *params = ctx.saved_tensors
+        b, n, d = x.shape
+        x2d = x.reshape(b * n, d)
+        grads: list[torch.Tensor | None] = [None] * 7
+        grad_x = None
+        for branch, grad_scores in enumerate((grad_e, grad_r)):
+            proj_weight, proj_bias, weight = params[3 * branch : 3 * branch + 3]
+            need = ctx.needs_input_grad[1 + 3 * branch : 4 + 3 * branch]
+            need_proj = ctx.needs_input_grad[0] or need[0] or need[1]
+            q = F.linear(x, proj_weight, proj_bias).view(b, n, ctx.num_heads, d // ctx.num_heads)
+            norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+            grad_q, grads[3 + 3 * branch] = _cosine_scores_backward(
+                q, norm, weight, grad_scores, need_proj, need[2], overwrite_q=True
+            )
+            del q
+            if not need_proj:
+                continue
+            grad_q = grad_q.reshape(b * n, d)
+            if ctx.needs_input_grad[0]:
+                if grad_x is None:
+                    grad_x = torch.matmul(grad_q, proj_weight)
+                else:
+                    grad_x.addmm_(grad_q, proj_weight)
+            if need[0]:
+                grads[1 + 3 * branch] = torch.matmul(grad_q.t(), x2d)
+            if proj_bias is not None and need[1]:
+                grads[2 + 3 * branch] = grad_q.sum(dim=0)
+            del grad_q
+        grads[0] = None if grad_x is None else grad_x.view(b, n, d)
+        return (*grads, None)
+
+
 class _CosineScores(torch.autograd.Function):
     """``phi(q) W`` per head, saving only q (phi(q) is recomputed in backward to save memory)."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (B, N, H, 1)
-        features = (q / norm).transpose(1, 2)  # (B, H, N, p)
-        scores = torch.matmul(features, weight)  # (B, H, N, s)
+        scores, norm = _cosine_scores_forward(q, weight)
         ctx.save_for_backward(q, norm, weight)
-        return scores.transpose(1, 2).contiguous()  # (B, N, H, s)
+        return scores
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_scores: torch.Tensor):
         q, norm, weight = ctx.saved_tensors
-        features = q / norm  # (B, N, H, p)
-        grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.matmul(features.permute(0, 2, 3, 1), grad_scores.transpose(1, 2))  # (B, H, p, s)
-            if weight.dim() == 3:
-                grad_weight = grad_weight.sum(dim=0)
-        grad_q = None
-        if ctx.needs_input_grad[0]:
-            w = weight if weight.dim() == 4 else weight.unsqueeze(0)
-            grad_features = torch.matmul(grad_scores.transpose(1, 2), w.transpose(-1, -2)).transpose(1, 2)
-            radial = (features * grad_features).sum(dim=-1, keepdim=True) * (norm > _NORM_EPS)
-            # in place: (grad_features - features * radial) / norm, without more N x D temporaries
-            grad_q = grad_features.contiguous().addcmul_(features, radial, value=-1.0).div_(norm)
-        return grad_q, grad_weight
+        return _cosine_scores_backward(q, norm, weight, grad_scores, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
 
 
 _NORM_EPS = 1e-12
@@ -195,3 +253,27 @@ def cosine_scores(q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         torch.Tensor: ``[B, N, H, s]``; equal to ``normalize(q) @ W`` per head.
     """
     return _CosineScores.apply(q, weight)
+
+
+def projected_cosine_scores(
+    x: torch.Tensor,
+    q_proj: torch.nn.Linear,
+    weight_e: torch.Tensor,
+    k_proj: torch.nn.Linear,
+    weight_r: torch.Tensor,
+    num_heads: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Primal scores ``e = phi(q_proj(x)) W_e`` and ``r = phi(k_proj(x)) W_r``, keeping only x for backward.
+
+    Args:
+        x (torch.Tensor): layer input ``[B, N, D]``.
+        q_proj, k_proj (nn.Linear): the query and key projections ``D -> D``.
+        weight_e, weight_r (torch.Tensor): ``[B, H, p, s]`` or ``[H, p, s]``.
+        num_heads (int): H.
+
+    Returns:
+        tuple: e and r, each ``[B, N, H, s]``.
+    """
+    return _ProjectedCosineScores.apply(
+        x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r, num_heads
+    )

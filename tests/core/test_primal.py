@@ -141,3 +141,15 @@ def test_memory_lean_cosine_scores_match_autograd_of_the_formula(per_sample):
     assert torch.autograd.gradcheck(lambda a, b: ksvd_energy(a, b, mask), (q, lam))
     direct = torch.matmul(torch.nn.functional.normalize(q, dim=-1).transpose(1, 2), w).transpose(1, 2)
     torch.testing.assert_close(cosine_scores(q, w), direct)
+
+
+def test_projected_cosine_scores_gradients():
+    from core.ops.primal import _ProjectedCosineScores
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    qw, kw = (torch.randn(6, 6, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    qb, kb = (torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    w_e = torch.randn(2, 3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w_r = torch.randn(3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: _ProjectedCosineScores.apply(*t, 3), (x, qw, qb, w_e, kw, kb, w_r))
