@@ -3,7 +3,7 @@
 Run by :mod:`core.bench.runner` in a fresh process per configuration, so allocator state and peak-memory
 counters of one configuration never leak into another. Peak memory is ``max_memory_allocated`` on CUDA and
 the resident-set high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) above the pre-run
-baseline on CPU.
+baseline on CPU; the runner fixes glibc's mmap threshold so that freed tensors leave the resident set.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -17,8 +18,11 @@ _MARKER = "BENCH_RESULT "
 def run_one(config: BenchConfig, timeout: float) -> dict:
     """Measure ``config`` in a subprocess; failures and timeouts come back as rows with a status."""
     command = [sys.executable, "-m", "core.bench.measure", json.dumps(asdict(config))]
+    # a fixed mmap threshold makes glibc return every large buffer to the OS when freed, so the resident-set
+    # high-water mark follows live tensor memory instead of allocator caching
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {**asdict(config), "status": "timeout"}
     for line in done.stdout.splitlines():
