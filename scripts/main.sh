@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MPLBACKEND=Agg
-exec .venv/bin/python -m core.bench --quick "$@"
+exec .venv/bin/python -m timeseries "$@"
