@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attention.base import ProjectedAttention
-from core.ops.chord import chord_indices, chord_product, chord_product_matrix, shift_product
+from core.ops.chord import chord_indices, chord_product, chord_product_matrix
+from core.ops.chord_shift import shift_product
 from core.registry import register_attention
 
 

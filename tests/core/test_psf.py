@@ -11,8 +11,8 @@ from core.ops.chord import (
     chord_product,
     chord_product_matrix,
     reference_chord_product,
-    shift_product,
 )
+from core.ops.chord_shift import shift_product
 
 MASK = torch.tensor([[True] * 13, [True] * 8 + [False] * 5, [False, True, True, False, True, True, True, False] + [True] * 5])
 
@@ -70,16 +70,19 @@ def test_gather_product_equals_dense_product(causal, masked, residual):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("n", [3, 8, 13])
-def test_shift_product_and_its_gradients_equal_dense(causal, n):
-    """The unpadded fast path, including lengths where offsets wrap (n = 3) or repeat self (n = 8)."""
+@pytest.mark.parametrize("n, block", [(3, None), (8, None), (13, None), (13, 1), (13, 3), (13, 5), (13, 12)])
+def test_shift_product_and_its_gradients_equal_dense(causal, n, block):
+    """The unpadded fast path, including lengths where offsets wrap (n = 3) or repeat self (n = 8), in blocks."""
     factors, v = random_factors(3, 2, 2, n, 5, 4, seed=n)
     index, valid = chord_indices(5, n, None, causal)
     weight = torch.randn(2, 2, n, 4, dtype=torch.float64)
     grads = []
     for product in (shift_product, reference_chord_product):
         f, w = factors.clone().requires_grad_(True), v.clone().requires_grad_(True)
-        out = product(f, w, causal=causal) if product is shift_product else product(f, w, index, valid)
+        if product is shift_product:
+            out = product(f, w, causal=causal, block_size=block)
+        else:
+            out = product(f, w, index, valid)
         (out * weight).sum().backward()
         grads.append((out.detach(), f.grad, w.grad))
     for fast, dense in zip(*grads):
