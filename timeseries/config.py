@@ -88,5 +88,23 @@ def resolve_config(
             config[key] = value
     if config["optimizer"] not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config['optimizer']!r}")
+    _check_ranges(config)
     config["config_file"] = str(source) if source is not None else None
     return config
+
+
+def _check_ranges(config: dict[str, Any]) -> None:
+    for key in ("d_model", "num_heads", "ffn_dim", "num_layers", "epochs", "batch_size", "eval_every", "low_rank"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not isinstance(config["rank_multi"], int) or config["rank_multi"] < 1:
+        raise ValueError(f"rank_multi must be a positive integer, got {config['rank_multi']!r}")
+    for key in ("eta", "weight_decay", "clip_norm", "bucket_pool"):
+        if config[key] < 0:
+            raise ValueError(f"{key} must be >= 0, got {config[key]!r}")
+    if not 0.0 <= config["dropout"] < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config['dropout']!r}")
+    if config["lr"] <= 0:
+        raise ValueError(f"lr must be > 0, got {config['lr']!r}")
+    if config["d_model"] % config["num_heads"]:
+        raise ValueError(f"d_model={config['d_model']} must be divisible by num_heads={config['num_heads']}")

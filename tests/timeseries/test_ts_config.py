@@ -43,6 +43,10 @@ def test_overrides_and_unknown_settings():
         resolve_config("JapaneseVowels", "primalformer", overrides={"epoch": 3})
     with pytest.raises(ValueError, match="optimizer"):
         resolve_config("JapaneseVowels", "primalformer", overrides={"optimizer": "SGD"})
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        resolve_config("JapaneseVowels", "primalformer", overrides={"epochs": 0})
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        resolve_config("JapaneseVowels", "primalformer", overrides={"num_heads": 7})
 
 
 def test_summary_mean_std_and_paper_column():
