@@ -50,7 +50,8 @@ def time_loop(config: dict, data, model_name: str, mode: str, epochs: int, seed:
         cpu, wall = time.process_time(), time.perf_counter()
         model.train()
         generator.manual_seed(seed + epoch)
-        for index in training_batches(data.train.lengths, config["batch_size"], generator, 0 if original else 8):
+        pool = 0 if original else config["bucket_pool"]
+        for index in training_batches(data.train.lengths, config["batch_size"], generator, pool):
             x, mask, y = gather(data.train, index, device, trim)
             loss = F.cross_entropy(model(x, mask), y) + config["eta"] * core.ksvd_loss(model)
             optimizer.zero_grad(set_to_none=True)
