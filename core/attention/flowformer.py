@@ -5,10 +5,12 @@ The linear-time baseline of the Primal-Attention time-series experiments; the ma
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from core.attention.base import ProjectedAttention
-from core.ops.flow import DEFAULT_EPS, flow_attention, flow_attention_matrix
+from core.ops.flow import DEFAULT_EPS, flow_attention, flow_attention_matrix, flow_attention_step
 from core.registry import register_attention
 
 
@@ -17,6 +19,7 @@ from core.registry import register_attention
     causal=True,
     key_padding_mask=True,
     approximates=None,
+    incremental=True,
     complexity="O(N d^2)",
     summary="flow conservation on sigmoid kernels: competition over sources, allocation to sinks (Wu et al., 2022)",
 )
@@ -68,3 +71,10 @@ class FlowAttention(ProjectedAttention):
         mask = self.check_input(x, key_padding_mask)
         q, k, _ = self.project_qkv(x)
         return flow_attention_matrix(torch.sigmoid(q), torch.sigmoid(k), mask, self.causal, self.eps, self.source_clamp)
+
+    def step(self, x_t: torch.Tensor, state: dict[str, Any] | None = None):
+        """Causal decoding of one token ``x_t: (B, D)`` -> ``(B, D)``, carrying the prefix flows as the state."""
+        self.check_step_input(x_t)
+        q, k, v = (t[:, :, 0] for t in self.project_qkv(x_t[:, None, :]))  # (B, H, Dh)
+        out, state = flow_attention_step(torch.sigmoid(q), torch.sigmoid(k), v, state, self.eps, self.source_clamp)
+        return self.out_proj(self.merge_heads(out[:, :, None].to(x_t.dtype)))[:, 0], state

@@ -152,6 +152,55 @@ def flow_attention_matrix(
     return (allocation * query_scale)[..., None] * scores * competition[..., None, :]
 
 
+def flow_attention_step(
+    q_t: torch.Tensor,
+    k_t: torch.Tensor,
+    v_t: torch.Tensor,
+    state: dict[str, torch.Tensor] | None = None,
+    eps: float = DEFAULT_EPS,
+    source_clamp: float | None = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One token of causal Flow-Attention: the prefix sums of the causal form, carried as a state.
+
+    Args:
+        q_t, k_t (torch.Tensor): features ``[B, H, F]`` of the new token.
+        v_t (torch.Tensor): its value ``[B, H, Dv]``.
+        state (dict, optional): the state returned by the previous step; None starts a sequence.
+        eps, source_clamp: as in :func:`flow_attention`.
+
+    Returns:
+        ``([B, H, Dv], state)``; the outputs equal those of ``flow_attention(..., causal=True)`` position by position.
+    """
+    acc = accumulation_dtype(q_t.dtype)
+    q_t, k_t, v_t = q_t.to(acc), k_t.to(acc), v_t.to(acc)
+    if state is None:
+        zeros = torch.zeros_like(k_t)
+        state = {
+            "count": 0, "keys": zeros, "queries": zeros, "keys_by_outgoing": zeros, "queries_by_incoming": zeros,
+            "log_total": torch.full(k_t.shape[:-1], float("-inf"), dtype=acc, device=k_t.device),
+            "kv": torch.zeros(*k_t.shape, v_t.shape[-1], dtype=acc, device=k_t.device),
+        }
+    count = state["count"] + 1
+    keys, queries = state["keys"] + k_t, state["queries"] + q_t
+    incoming = _dot(q_t + eps, keys + eps) / count
+    outgoing = _dot(k_t + eps, queries + eps) / count
+    keys_by_outgoing = state["keys_by_outgoing"] + k_t / outgoing[..., None]
+    queries_by_incoming = state["queries_by_incoming"] + q_t / incoming[..., None]
+    allocation = torch.sigmoid(_dot(q_t + eps, keys_by_outgoing + eps) / count)
+    source = _dot(k_t + eps, queries_by_incoming + eps) / count
+    if source_clamp is not None:
+        source = source.clamp(min=-source_clamp, max=source_clamp)
+    log_total = torch.logaddexp(state["log_total"], source)
+    competition = torch.exp(source - log_total) * count
+    kv = state["kv"] + k_t[..., :, None] * (v_t * competition[..., None])[..., None, :]
+    out = torch.matmul(q_t[..., None, :], kv)[..., 0, :] * (allocation / (incoming * count))[..., None]
+    new_state = {
+        "count": count, "keys": keys, "queries": queries, "keys_by_outgoing": keys_by_outgoing,
+        "queries_by_incoming": queries_by_incoming, "log_total": log_total, "kv": kv,
+    }
+    return out, new_state
+
+
 def reference_flow_attention(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import core
-from core.ops.flow import flow_attention, flow_attention_matrix, reference_flow_attention
+from core.ops.flow import flow_attention, flow_attention_matrix, flow_attention_step, reference_flow_attention
 
 
 def features(b=2, h=3, n=19, f=4, dv=5, scale=1.0, seed=0):
@@ -66,3 +66,14 @@ def test_module_equals_transcription_on_its_projections(causal):
 def test_invalid_clamp_is_refused():
     with pytest.raises(ValueError, match="source_clamp"):
         core.build_attention("flowformer", 24, 3, source_clamp=0.0)
+
+
+@pytest.mark.parametrize("source_clamp", [1.0, None])
+def test_recurrent_steps_equal_the_causal_form(source_clamp):
+    q, k, v = features(scale=2.0)
+    expected = reference_flow_attention(q, k, v, causal=True, source_clamp=source_clamp)
+    state, outs = None, []
+    for t in range(q.shape[2]):
+        out, state = flow_attention_step(q[:, :, t], k[:, :, t], v[:, :, t], state, source_clamp=source_clamp)
+        outs.append(out)
+    torch.testing.assert_close(torch.stack(outs, dim=2), expected, rtol=1e-10, atol=1e-12)
