@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-# Elements of one [B, H, rows, cols] kernel chunk (32 MiB in float32): few chunks, few kernel launches.
-_CHUNK_ELEMENTS = 1 << 23
+# Elements of one [B, H, rows, cols] kernel chunk (8 MiB in float32).
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def _kernel_chunk(a, b, half_a_norm, half_b_norm, weights):
