@@ -68,7 +68,7 @@ def plot_benchmark(results: dict[str, dict], dataset_mean: float, path: str | os
     stds = [results[n]["return_std"] for n in names]
     ax.bar(names, means, yerr=stds, capsize=4, color=["tab:blue", "tab:orange", "tab:green", "tab:red"][: len(names)])
     ax.axhline(dataset_mean, color="grey", linestyle="--", label=f"data set mean {dataset_mean:.0f}")
-    ax.set_ylabel("evaluation return")
+    ax.set_ylabel("evaluation return (best target)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
