@@ -115,3 +115,19 @@ def test_cli_errors_are_clear(tmp_path, capsys, tiny_hopper):
     assert "causal attention" in capsys.readouterr().err
     assert cli(["train", "--dataset", str(tiny_hopper), "--env", "walker2d", "--run-dir", str(tmp_path / "r")]) == 2
     assert "pass the right --env" in capsys.readouterr().err
+
+
+def test_benchmark_compares_models_with_the_dataset_mean(tiny_hopper, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "max_steps": 2, "final_eval_episodes": 1}))
+    out = tmp_path / "bench"
+    assert cli(["benchmark", "--dataset", str(tiny_hopper), "--models", "primal+dt", "linear", "--minutes", "5",
+                "--config", str(config), "--run-dir", str(out)]) == 0
+    summary = json.loads((out / "benchmark.json").read_text())
+    assert list(summary["models"]) == ["primal+dt", "linear"]
+    mean = summary["dataset_return_mean"]
+    assert mean == pytest.approx(np.mean([t.episode_return for t in load_dataset(str(tiny_hopper))[0]]))
+    for row in summary["models"].values():
+        assert row["steps"] == 2 and row["beats_dataset_mean"] == (row["return_mean"] > mean)
+    assert (out / "benchmark.png").is_file() and "| linear | 2 |" in (out / "benchmark.md").read_text()
+    assert (out / "primalplusdt" / "result.json").is_file() and (out / "linear" / "checkpoint.pt").is_file()
