@@ -28,6 +28,7 @@ class TrainConfig:
     model: str = "primal+dt"
     primal_layers: int = 1
     low_rank: int | None = None
+    primal_original_padding: bool = False
     context_length: int = 20
     embed_dim: int = 256
     num_layers: int = 3
@@ -99,5 +100,5 @@ def build_model(config: TrainConfig, state_dim: int, act_dim: int, low_rank: int
         max_ep_len=config.max_ep_len,
         dropout=config.dropout,
         activation=config.activation,
-        attention_options={"primal": {"low_rank": low_rank}},
+        attention_options={"primal": {"low_rank": low_rank, "original_padding": config.primal_original_padding}},
     )

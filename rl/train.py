@@ -45,6 +45,7 @@ _HELP = {
     "model": "dt (softmax GPT), primal+dt (last --primal-layers blocks primal) or any causal registry attention",
     "primal_layers": "number of final primal blocks in primal+dt",
     "low_rank": "s, Primal-Attention's singular directions (default: the paper's value for the task and data set)",
+    "primal_original_padding": "average the KSVD terms over padded steps too, as the official code does",
     "context_length": "K, timesteps per window (3K tokens)",
     "embed_dim": "transformer width h",
     "num_layers": "transformer blocks",
@@ -82,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = {"low_rank": int, "max_minutes": float}.get(field.name, type(default))
         if field.name == "targets":
             parser.add_argument(flag, type=float, nargs="+", default=None, help=_HELP[field.name])
+        elif isinstance(default, bool):
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=_HELP[field.name])
         else:
             parser.add_argument(flag, type=kind, default=None, help=f"{_HELP[field.name]} (default {default})")
     parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")

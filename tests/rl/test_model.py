@@ -89,6 +89,9 @@ def test_schedules_and_errors():
         attention_schedule("efficient", 3)
     model = build_model(TrainConfig(embed_dim=16, num_heads=2), 11, 3, low_rank=7)
     assert model.blocks[-1].attention.low_rank == 7 and model.blocks[-1].attention.causal
+    assert not model.blocks[-1].attention.original_padding
+    official = build_model(TrainConfig(embed_dim=16, num_heads=2, primal_original_padding=True), 11, 3, low_rank=7)
+    assert official.blocks[-1].attention.original_padding
     states, actions, rtg, timesteps = inputs()
     with pytest.raises(ValueError, match="timesteps must lie"):
         tiny(["softmax"])(states, actions, rtg, timesteps + 100)
