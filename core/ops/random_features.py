@@ -35,11 +35,11 @@ from core.ops.linear import accumulation_dtype, causal_linear_attention, linear_
 
 KERNELS = ("softmax", "gaussian")
 COMPONENTS = ("trigrf", "posrf", "oprf", "gerf", "saderf")
-POSITIVE_COMPONENTS = ("posrf", "oprf", "gerf", "saderf")
 COMPAT_EPS = 1e-4
 
 
 def check_kernel(kernel: str) -> None:
+    """Raise ValueError unless ``kernel`` is "softmax" or "gaussian"."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
 
@@ -63,7 +63,9 @@ def exact_kernel(x: torch.Tensor, y: torch.Tensor, kernel: str = "softmax") -> t
     return (dots - sq / 2).exp()
 
 
-def gerf_features(x: torch.Tensor, omega: torch.Tensor, a: float | torch.Tensor = 0.0, kernel: str = "softmax"):
+def gerf_features(
+    x: torch.Tensor, omega: torch.Tensor, a: float | torch.Tensor = 0.0, kernel: str = "softmax"
+) -> torch.Tensor:
     """The full (unstabilised) GERF estimator features: ``f(x) . f(y)`` is unbiased for ``K(x, y)``.
 
     Args:
