@@ -92,7 +92,7 @@ def test_attention_dropout_reaches_mechanisms_that_have_it():
 def test_every_registry_attention_trains_inside_a_timm_vit(name, tiny):
     skip_unless_buildable(name)
     torch.manual_seed(0)
-    model = create_vit("deit_tiny_patch16_224", attention=name, num_classes=5, **tiny)
+    model = create_vit("deit_tiny_patch16_224", attention=name, num_classes=5, **{**tiny, "depth": 1})
     assert all(block.attn.mechanism.registry_name == name for block in model.blocks)
     images = torch.randn(2, 3, 32, 32)
     logits = model(images)

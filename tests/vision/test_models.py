@@ -19,8 +19,9 @@ def test_primal_models_are_registered():
 
 
 def test_paper_configuration_of_primal_deit_small():
-    model = timm.create_model("primal_deit_small_patch16_224", num_classes=100)
+    model = timm.create_model("primal_deit_small_patch16_224", num_classes=100, device="meta")  # shapes only
     assert len(model.blocks) == 12 and primal_block_indices(model) == [11]
+    assert all(p.device.type == "meta" for p in model.parameters())  # the primal block follows the model's device
     primal = model.blocks[11].attn.mechanism
     # s = 96, n = min(197, 96 * 10) = 197 sampled tokens, W~ of shape (6, 197, 96), KSVD reduced over the batch
     assert primal.weight_e.shape == (6, 197, 96)
