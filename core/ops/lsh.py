@@ -21,6 +21,11 @@ import torch.nn.functional as F
 SELF_LOGIT = -1e5  # the upstream value for a token attending to itself
 
 
+def _self_logit(dtype: torch.dtype) -> float:
+    """``SELF_LOGIT``, kept finite in half precision (whose range ends at 65504)."""
+    return max(SELF_LOGIT, torch.finfo(dtype).min / 2)
+
+
 def lsh_buckets(
     x: torch.Tensor, rotations: torch.Tensor, key_padding_mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -98,7 +103,7 @@ def lsh_attention(
     logits = torch.matmul(q_chunks, k_window.transpose(-1, -2))  # (B, H, R, nc, c, 2c)
     is_self = order_q == order_k
     allowed = ((bucket_q == bucket_k) & real_k & (order_k >= 0)) | is_self
-    logits = logits.masked_fill(is_self, SELF_LOGIT).masked_fill(~allowed, float("-inf"))
+    logits = logits.masked_fill(is_self, _self_logit(logits.dtype)).masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)
     out = torch.matmul(torch.exp(logits - lse), v_window)  # (B, H, R, nc, c, Dv)
 
@@ -138,7 +143,7 @@ def lsh_attention_weights(
     counts = lsh_allowed_counts(buckets, chunk_size, key_padding_mask).to(q.dtype)
     logits = torch.matmul(q, F.normalize(q, dim=-1).transpose(-1, -2))
     eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
-    logits = logits.masked_fill(eye, SELF_LOGIT) + torch.log(counts)
+    logits = logits.masked_fill(eye, _self_logit(logits.dtype)) + torch.log(counts)
     return torch.softmax(logits, dim=-1)
 
 

@@ -66,3 +66,12 @@ def test_module_equals_dense_reference_on_its_projections():
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="num_buckets"):
         core.build_attention("reformer", 24, 3, num_buckets=5)
+
+
+def test_half_precision_stays_finite():
+    """Chunks of one token: many queries may attend only to themselves, whose logit must stay finite in float16."""
+    q, v, rotations = inputs(rounds=1, buckets=8)
+    buckets = lsh_buckets(q, rotations)
+    out = lsh_attention(q.half(), v.half(), buckets, 1)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), lsh_attention(q, v, buckets, 1), rtol=2e-2, atol=2e-2)
