@@ -131,10 +131,10 @@ def measure(
     train_cfg = {**config["train"], "steps": steps + warmup_steps}
     trainer = Trainer(model, eta, config["kind"] == "adding", train_cfg, target)
     batch = random_batch(config, batch_size, seq_len)
+    meter = PeakMemory(target)
+    meter.start()  # before the warm-up steps: on CPU the allocator keeps their memory, so they hold the peak
     for _ in range(warmup_steps):
         trainer.train_step(batch)
-    meter = PeakMemory(target)
-    meter.start()
     synchronize(target)
     start = time.perf_counter()
     for _ in tqdm(range(steps), desc=f"{task}/{attention}", leave=False):
