@@ -199,7 +199,9 @@ def run(args: argparse.Namespace) -> dict:
             )
         trainer.load_state(checkpoint["trainer"])
         state = checkpoint["state"]
-        torch.set_rng_state(checkpoint["rng"])
+        torch.set_rng_state(checkpoint["rng"].cpu())
+        if device.type == "cuda" and checkpoint.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(checkpoint["cuda_rng"].cpu(), device)
         metrics.load_existing()
         metrics.truncate(checkpoint["metric_rows"])
         say(f"resumed from {last_path} at step {state['step']}")
@@ -223,6 +225,7 @@ def run(args: argparse.Namespace) -> dict:
                 "trainer": trainer.state(),
                 "state": state,
                 "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "metric_rows": len(metrics.rows),
                 "config": config,
             },
