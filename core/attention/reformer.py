@@ -36,6 +36,8 @@ class ReformerAttention(ProjectedAttention):
             a token's bucket does not depend on the sequence length).
         chunk_size (int): c, tokens per chunk; each chunk also sees the chunk before it. Default: 64.
         hash_seed (int): seed of the rotations. Default: 0.
+        dedupe (bool): count a key once however many rounds reach it (the paper's correction); False keeps the
+            upstream (HuggingFace) combination. Default: False.
         **kwargs: ``qkv_bias``, ``out_bias``, ``dropout`` of :class:`ProjectedAttention`.
     """
 
@@ -53,6 +55,7 @@ class ReformerAttention(ProjectedAttention):
         num_buckets: int = 32,
         chunk_size: int = 64,
         hash_seed: int = 0,
+        dedupe: bool = False,
         **kwargs,
     ):
         super().__init__(dim, num_heads, causal, **kwargs)
@@ -61,7 +64,7 @@ class ReformerAttention(ProjectedAttention):
         if num_hashes < 1 or chunk_size < 1:
             raise ValueError(f"num_hashes and chunk_size must be >= 1, got {num_hashes} and {chunk_size}")
         self.k_proj = None  # shared QK
-        self.num_hashes, self.num_buckets, self.chunk_size = num_hashes, num_buckets, chunk_size
+        self.num_hashes, self.num_buckets, self.chunk_size, self.dedupe = num_hashes, num_buckets, chunk_size, dedupe
         generator = torch.Generator().manual_seed(hash_seed)
         rotations = torch.randn(num_heads, num_hashes, self.head_dim, num_buckets // 2, generator=generator)
         self.register_buffer("rotations", rotations, persistent=True)
@@ -76,9 +79,9 @@ class ReformerAttention(ProjectedAttention):
 
     def attend(self, q, k, v, key_padding_mask, x):
         buckets = lsh_buckets(q, self.rotations, key_padding_mask)
-        return lsh_attention(q, v, buckets, self.chunk_size, key_padding_mask)
+        return lsh_attention(q, v, buckets, self.chunk_size, key_padding_mask, self.dedupe)
 
     def attention_matrix(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         mask = self.check_input(x, key_padding_mask)
         q, _, _ = self.project_qkv(x)
-        return lsh_attention_weights(q, lsh_buckets(q, self.rotations, mask), self.chunk_size, mask)
+        return lsh_attention_weights(q, lsh_buckets(q, self.rotations, mask), self.chunk_size, mask, self.dedupe)

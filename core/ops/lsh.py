@@ -7,7 +7,7 @@ before it (no wrap-around from the first chunk to the last). Keys are the unit-n
 ``logit_ij = q_i . q_j / ||q_j||``; a token attends to itself only when nothing else is allowed (its logit
 gets ``SELF_LOGIT``). Rounds are combined with weights ``softmax_r(logsumexp of round r's logits)``, which
 equals one softmax over the union of the rounds' key sets in which a key counts once per round it appears in
-(the upstream combination, without the paper's duplicate correction).
+(the upstream combination); with ``dedupe`` (the paper's correction) every key of the union counts once.
 
 Padded tokens get a bucket of their own that sorts after every real one, so real tokens are sorted, chunked
 and attended exactly as in the sequence without its pads.
@@ -53,12 +53,37 @@ def _chunk_windows(t: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat([previous, chunks], dim=-2)
 
 
+def _rounds_sharing(
+    buckets: torch.Tensor, undo: torch.Tensor, chunk: int, tokens_q: torch.Tensor, tokens_k: torch.Tensor
+) -> torch.Tensor:
+    """In how many rounds key token j is in query token i's set (same bucket, same or previous chunk).
+
+    Args:
+        buckets, undo: ``[B, H, R, T]`` bucket and sorted position of every token in every round.
+        tokens_q: ``[B, H, R, nc, c, 1]`` and tokens_k ``[B, H, R, nc, 1, 2c]`` token indices (>= 0).
+
+    Returns:
+        ``[B, H, R, nc, c, 2c]`` counts.
+    """
+    per_token = torch.stack([buckets, undo // chunk], dim=-1).transpose(2, 3).flatten(3)  # (B, H, T, 2R)
+
+    def describe(tokens: torch.Tensor) -> torch.Tensor:
+        flat = tokens.flatten(2)[..., None].expand(-1, -1, -1, per_token.shape[-1])
+        return torch.gather(per_token, 2, flat).view(*tokens.shape, -1, 2)  # (..., R', 2)
+
+    query, key = describe(tokens_q), describe(tokens_k)
+    same_bucket = query[..., 0] == key[..., 0]
+    gap = query[..., 1] - key[..., 1]
+    return (same_bucket & ((gap == 0) | (gap == 1))).sum(dim=-1)
+
+
 def lsh_attention(
     q: torch.Tensor,
     v: torch.Tensor,
     buckets: torch.Tensor,
     chunk_size: int,
     key_padding_mask: torch.Tensor | None = None,
+    dedupe: bool = False,
 ) -> torch.Tensor:
     """Chunked shared-QK attention inside LSH buckets, O(R N c) per head.
 
@@ -68,6 +93,8 @@ def lsh_attention(
         buckets (torch.Tensor): long ``[B, H, R, N]`` from :func:`lsh_buckets`.
         chunk_size (int): c; clipped to N.
         key_padding_mask (torch.Tensor, optional): bool ``[B, N]``; padded keys are never attended.
+        dedupe (bool): divide each logit's weight by the number of rounds sharing the pair (the paper's
+            correction), so the result is one softmax over the union of the rounds' sets. Default False (upstream).
 
     Returns:
         torch.Tensor: ``[B, H, N, Dv]``.
@@ -104,10 +131,13 @@ def lsh_attention(
     is_self = order_q == order_k
     allowed = ((bucket_q == bucket_k) & real_k & (order_k >= 0)) | is_self
     logits = logits.masked_fill(is_self, _self_logit(logits.dtype)).masked_fill(~allowed, float("-inf"))
+    undo = torch.argsort(order, dim=-1)
+    if dedupe and rounds > 1:
+        shared = _rounds_sharing(buckets, undo, c, order_q, order_k.clamp(min=0))
+        logits = logits - torch.log(shared.clamp(min=1).to(logits.dtype))
     lse = torch.logsumexp(logits, dim=-1, keepdim=True)
     out = torch.matmul(torch.exp(logits - lse), v_window)  # (B, H, R, nc, c, Dv)
 
-    undo = torch.argsort(order, dim=-1)
     out = torch.gather(out.flatten(3, 4), 3, undo[..., None].expand(-1, -1, -1, -1, v.shape[-1]))[..., :n, :]
     lse = torch.gather(lse.flatten(3, 5), 3, undo)[..., :n]  # (B, H, R, N)
     weights = torch.softmax(lse, dim=2)[..., None]
@@ -136,11 +166,18 @@ def lsh_allowed_counts(buckets: torch.Tensor, chunk_size: int, key_padding_mask:
 
 
 def lsh_attention_weights(
-    q: torch.Tensor, buckets: torch.Tensor, chunk_size: int, key_padding_mask: torch.Tensor | None = None
+    q: torch.Tensor,
+    buckets: torch.Tensor,
+    chunk_size: int,
+    key_padding_mask: torch.Tensor | None = None,
+    dedupe: bool = False,
 ) -> torch.Tensor:
-    """The dense ``[B, H, N, N]`` matrix of :func:`lsh_attention`: one softmax over all keys, restricted to the
-    LSH sets, each key weighted by the number of rounds it appears in (a reference, O(N^2))."""
+    """The dense ``[B, H, N, N]`` matrix of :func:`lsh_attention` (a reference, O(N^2)): one softmax over all keys,
+    restricted to the union of the rounds' sets, each key weighted by the number of rounds it appears in (once
+    with ``dedupe``)."""
     counts = lsh_allowed_counts(buckets, chunk_size, key_padding_mask).to(q.dtype)
+    if dedupe:
+        counts = counts.clamp(max=1.0)
     logits = torch.matmul(q, F.normalize(q, dim=-1).transpose(-1, -2))
     eye = torch.eye(q.shape[-2], dtype=torch.bool, device=q.device)
     logits = logits.masked_fill(eye, _self_logit(logits.dtype)) + torch.log(counts)
@@ -153,6 +190,7 @@ def reference_lsh_attention(
     buckets: torch.Tensor,
     chunk_size: int,
     key_padding_mask: torch.Tensor | None = None,
+    dedupe: bool = False,
 ) -> torch.Tensor:
     """Dense reference of :func:`lsh_attention`: ``lsh_attention_weights(...) @ v``."""
-    return torch.matmul(lsh_attention_weights(q, buckets, chunk_size, key_padding_mask), v)
+    return torch.matmul(lsh_attention_weights(q, buckets, chunk_size, key_padding_mask, dedupe), v)

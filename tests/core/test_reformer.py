@@ -17,14 +17,21 @@ def inputs(b=2, h=2, n=37, d=8, rounds=3, buckets=4, seed=0):
 
 @pytest.mark.parametrize("chunk", [1, 4, 7, 37, 64])
 @pytest.mark.parametrize("masked", [False, True])
-def test_chunked_equals_dense_bucket_restricted_softmax(chunk, masked):
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_chunked_equals_dense_bucket_restricted_softmax(chunk, masked, dedupe):
     q, v, rotations = inputs()
     mask = torch.rand(2, 37, generator=torch.Generator().manual_seed(1)) > 0.3 if masked else None
     buckets = lsh_buckets(q, rotations, mask)
-    out = lsh_attention(q, v, buckets, chunk, mask)
-    expected = reference_lsh_attention(q, v, buckets, chunk, mask)
+    out = lsh_attention(q, v, buckets, chunk, mask, dedupe)
+    expected = reference_lsh_attention(q, v, buckets, chunk, mask, dedupe)
     real = slice(None) if mask is None else mask[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[real], expected[real], rtol=1e-10, atol=1e-12)
+
+
+def test_dedupe_changes_the_weights_when_rounds_overlap():
+    q, v, rotations = inputs()
+    buckets = lsh_buckets(q, rotations)
+    assert not torch.allclose(lsh_attention(q, v, buckets, 4), lsh_attention(q, v, buckets, 4, dedupe=True))
 
 
 def test_the_restriction_is_real():
@@ -55,10 +62,10 @@ def test_buckets_follow_the_angular_hash():
 
 def test_module_equals_dense_reference_on_its_projections():
     torch.manual_seed(0)
-    module = core.build_attention("reformer", 24, 3, num_hashes=2, num_buckets=4, chunk_size=5).double()
+    module = core.build_attention("reformer", 24, 3, num_hashes=2, num_buckets=4, chunk_size=5, dedupe=True).double()
     x = torch.randn(2, 23, 24, dtype=torch.float64)
     q, _, v = module.project_qkv(x)
-    expected = reference_lsh_attention(q, v, lsh_buckets(q, module.rotations), 5)
+    expected = reference_lsh_attention(q, v, lsh_buckets(q, module.rotations), 5, dedupe=True)
     torch.testing.assert_close(module(x), module.out_proj(module.merge_heads(expected)), rtol=1e-10, atol=1e-12)
     assert "k_proj.weight" not in module.state_dict()
 
