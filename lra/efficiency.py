@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 
 from core.engine import seed_everything, select_device, write_json
+from core.engine.memory import PeakMemory, synchronize
 from lra.config import TASKS, load_config, model_sequence_length
-from lra.measure import PeakMemory, synchronize
 from lra.model import build_model
 from lra.plots import plot_efficiency
 from lra.trainer import Trainer

@@ -16,9 +16,9 @@ import torch
 from tqdm import tqdm
 
 from core.engine import MetricLogger, load_checkpoint, save_checkpoint, seed_everything, select_device, write_json
+from core.engine.memory import PeakMemory
 from lra.config import TASKS, apply_overrides, load_config, model_sequence_length, parse_value
 from lra.data.arrays import Collate, DataError, LRADataset, read_split
-from lra.measure import PeakMemory
 from lra.model import build_model
 from lra.plots import plot_curves
 from lra.trainer import EpochBatches, Trainer, baseline_metrics, is_better, loader

@@ -13,11 +13,11 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
 from core.bench.peers import build_peer
+from core.engine.memory import PeakMemory, synchronize
 
 
 @dataclass
@@ -35,21 +35,6 @@ class BenchConfig:
     repeats: int = 3
     threads: int = 2
     options: dict = field(default_factory=dict)
-
-
-def _status_kb(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_cpu_peak() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def build_module(config: BenchConfig) -> tuple[torch.nn.Module, bool]:
@@ -82,33 +67,21 @@ def measure(config: BenchConfig) -> dict:
         module.zero_grad(set_to_none=True)
         x.grad = None
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     step()  # warm-up: allocator, kernels, lazy init
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-    else:
-        _reset_cpu_peak()
-        baseline = _status_kb("VmRSS") * 1024
+    meter = PeakMemory(device)
+    meter.start()
     times = []
     for _ in range(max(config.repeats, 1)):
         start = time.perf_counter()
         step()
-        sync()
+        synchronize(device)
         times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) - baseline
-    else:
-        peak = _status_kb("VmHWM") * 1024 - baseline
+    peak = meter.peak_bytes()
     return {
         **asdict(config),
         "status": "ok",
         "time_ms": 1000 * statistics.median(times),
-        "peak_mb": max(peak, 0) / 2**20,
+        "peak_mb": peak / 2**20,
     }
 
 
