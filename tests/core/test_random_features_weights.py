@@ -33,11 +33,13 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("n", [1, 2, 8, 64])
+@pytest.mark.parametrize("n", [1, 2, 8, 64, 512])
 def test_fast_walsh_hadamard_equals_explicit_matrix(n):
     x = torch.randn(3, 5, n, generator=gen(), dtype=torch.float64)
     h = hadamard_matrix(n)
     torch.testing.assert_close(fast_walsh_hadamard(x), x @ h)
+    for radix in (2, 4, 8):
+        torch.testing.assert_close(fast_walsh_hadamard(x, radix=radix), x @ h)
     torch.testing.assert_close(fast_walsh_hadamard(x, normalized=True), x @ h / math.sqrt(n))
     torch.testing.assert_close(h @ h.T, n * torch.eye(n, dtype=torch.float64))
 
