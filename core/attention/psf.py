@@ -24,7 +24,8 @@ class FactorMLPs(nn.Module):
     """M independent two-layer MLPs ``f_m(x) = W2_m gelu(W1_m x + b1_m) + b2_m``, evaluated together.
 
     The first layers are stored stacked in one Linear (block m of its output is ``W1_m x``) and the second
-    layers as one ``[M, h, out]`` weight, so factor m depends only on its own hidden units.
+    layers as one ``[M, h, out]`` weight, so factor m depends only on its own hidden units. Outputs come
+    positions-last, so the chord product reads them without a transposing copy.
 
     Args:
         dim (int): input width D.
@@ -42,11 +43,12 @@ class FactorMLPs(nn.Module):
         self.second_bias = nn.Parameter(torch.empty(num_mlps, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: [B, N, D] -> [M, B, N, out_features]``."""
+        """``x: [B, N, D] -> [M, B, out_features, N]``, positions last (the layout of the chord product)."""
         b, n, _ = x.shape
-        hidden = F.gelu(self.first(x)).view(b * n, self.num_mlps, self.hidden).transpose(0, 1)  # (M, BN, h)
-        out = torch.baddbmm(self.second_bias, hidden, self.second_weight)  # (M, BN, out)
-        return out.view(self.num_mlps, b, n, -1)
+        hidden = torch.matmul(self.first.weight, x.transpose(1, 2)) + self.first.bias[:, None]  # (B, M h, N)
+        hidden = F.gelu(hidden).view(b, self.num_mlps, self.hidden, n).transpose(0, 1)  # (M, B, h, N)
+        weight = self.second_weight.transpose(1, 2)[:, None]  # (M, 1, out, h)
+        return torch.matmul(weight, hidden) + self.second_bias.transpose(1, 2)[:, None]  # (M, B, out, N)
 
 
 @register_attention(
@@ -132,9 +134,8 @@ class PSFAttention(nn.Module):
         return ProjectedAttention.check_input(self, x, key_padding_mask)
 
     def factors(self, x: torch.Tensor) -> torch.Tensor:
-        """Nonzeros of the M factors per head, ``[M, B, H, N, K]``, from ``x: [B, N, D]``."""
-        m, b, n = self.num_factors, x.shape[0], x.shape[1]
-        return self.factor_mlps(x).view(m, b, n, self.num_heads, self.num_links).transpose(2, 3)
+        """Nonzeros of the M factors per head, ``[M, B, H, N, K]`` (a view of positions-last memory), from ``x``."""
+        return self.factor_mlps(x).unflatten(2, (self.num_heads, self.num_links)).transpose(-1, -2)
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """``V_0 = g(x)`` split into heads, ``[B, H, N, C / H]``."""
