@@ -109,7 +109,7 @@ def bigbird_attention(
     k_mid, v_mid = k[:, :, key_positions], v[:, :, key_positions]  # (B, H, nb - 2, S b, .)
     query_positions = position[block_size:-block_size].view(nb - 2, block_size)
     is_self = query_positions[..., None] == key_positions[:, None, :]  # (nb - 2, b, S b)
-    allowed = (key_valid[:, None, :] & real[:, key_positions][:, :, None, :]) | is_self
+    allowed = key_valid[:, None, :] & (real[:, key_positions][:, :, None, :] | is_self)  # padding slots never count
     out_mid = _masked_softmax_attend(q_mid, k_mid, v_mid, allowed[:, None], scale)
     out[:, :, block_size:-block_size] = out_mid.flatten(2, 3)
     return out[:, :, :n]
