@@ -322,11 +322,11 @@ def random_feature_attention(
     causal: bool = False,
     chunk_size: int = 64,
 ) -> torch.Tensor:
-    """Normalised attention ``sum_j (qf_i . kf_j) v_j / sum_j qf_i . kf_j`` without an additive epsilon.
+    """Normalised attention ``sum_j (qf_i . kf_j) v_j / sum_j qf_i . kf_j`` through the linear-attention ops.
 
-    The kernel sums run through :func:`core.ops.linear.linear_attention` / ``causal_linear_attention`` with a
-    column of ones appended to v, so numerator and denominator share one pass and the division needs no epsilon
-    (an epsilon would bias small stabilised features). A query that sees no real key outputs zeros.
+    The denominator's epsilon is the smallest normal float of the accumulation dtype (1.2e-38 in float32), not
+    the ops' default 1e-6, which would bias small stabilised features; it only keeps a query that sees no real key
+    finite (its output is 0).
 
     Args:
         qf (torch.Tensor): ``[B, H, N, F]`` query features.
@@ -339,14 +339,10 @@ def random_feature_attention(
     Returns:
         torch.Tensor: ``[B, H, N, Dv]`` in the dtype of v.
     """
-    acc = accumulation_dtype(qf.dtype)
-    ones = torch.ones(*v.shape[:-1], 1, dtype=acc, device=v.device)
-    v1 = torch.cat([v.to(acc), ones], dim=-1)
+    eps = torch.finfo(accumulation_dtype(qf.dtype)).tiny
     if causal:
-        sums = causal_linear_attention(qf, kf, v1, key_padding_mask, chunk_size=chunk_size, normalize=False)
-    else:
-        sums = linear_attention(qf, kf, v1, key_padding_mask, normalize=False)
-    return _safe_divide(sums[..., :-1], sums[..., -1:]).to(v.dtype)
+        return causal_linear_attention(qf, kf, v, key_padding_mask, eps=eps, chunk_size=chunk_size)
+    return linear_attention(qf, kf, v, key_padding_mask, eps=eps)
 
 
 def random_feature_step(
@@ -355,20 +351,19 @@ def random_feature_step(
     v_t: torch.Tensor,
     state: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """One causal decoding step of :func:`random_feature_attention` (same ones column, no epsilon).
+    """One causal decoding step of :func:`random_feature_attention` (same epsilon).
 
     Args:
         qf_t, kf_t (torch.Tensor): features ``[B, H, F]`` of the new token.
         v_t (torch.Tensor): value ``[B, H, Dv]``.
-        state (tuple, optional): ``(S [B, H, F, Dv + 1], z [B, H, F])`` from the previous step.
+        state (tuple, optional): ``(S [B, H, F, Dv], z [B, H, F])`` from the previous step.
 
     Returns:
         ``([B, H, Dv], state)``.
     """
-    acc = accumulation_dtype(qf_t.dtype)
-    v1 = torch.cat([v_t.to(acc), torch.ones(*v_t.shape[:-1], 1, dtype=acc, device=v_t.device)], dim=-1)
-    sums, state = linear_attention_step(qf_t.to(acc), kf_t.to(acc), v1, state, normalize=False)
-    return _safe_divide(sums[..., :-1], sums[..., -1:]).to(v_t.dtype), state
+    eps = torch.finfo(accumulation_dtype(qf_t.dtype)).tiny
+    out, state = linear_attention_step(qf_t, kf_t, v_t, state, eps=eps)
+    return out.to(v_t.dtype), state
 
 
 def reference_kernel_attention(
