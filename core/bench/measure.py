@@ -45,7 +45,7 @@ def build_module(config: BenchConfig) -> tuple[torch.nn.Module, bool]:
     if name.endswith(":floor"):
         name, floor = name[: -len(":floor")], True
     if name.startswith("peer:"):
-        module = build_peer(name[len("peer:") :], config.dim, config.heads, config.causal, config.length)
+        module = build_peer(name[len("peer:") :], config.dim, config.heads, config.causal, config.length, **config.options)
     else:
         module = build_attention(name, config.dim, config.heads, causal=config.causal, **config.options)
     return module, floor

@@ -32,18 +32,19 @@ class _PeerModule(nn.Module):
         raise ValueError("peer modules have no separate projection floor")
 
 
-def _performer(dim: int, heads: int, causal: bool, length: int) -> nn.Module:
+def _performer(dim: int, heads: int, causal: bool, length: int, nb_features: int | None = None) -> nn.Module:
     from performer_pytorch import SelfAttention
 
-    return _PeerModule(SelfAttention(dim=dim, heads=heads, causal=causal, dim_head=dim // heads), lambda m, x: m(x))
+    module = SelfAttention(dim=dim, heads=heads, causal=causal, dim_head=dim // heads, nb_features=nb_features)
+    return _PeerModule(module, lambda m, x: m(x))
 
 
-def _nystrom(dim: int, heads: int, causal: bool, length: int) -> nn.Module:
+def _nystrom(dim: int, heads: int, causal: bool, length: int, num_landmarks: int = 64) -> nn.Module:
     if causal:
         raise ValueError("nystrom-attention has no causal mode")
     from nystrom_attention import NystromAttention
 
-    module = NystromAttention(dim=dim, dim_head=dim // heads, heads=heads, num_landmarks=64)
+    module = NystromAttention(dim=dim, dim_head=dim // heads, heads=heads, num_landmarks=num_landmarks)
     return _PeerModule(module, lambda m, x: m(x))
 
 
@@ -57,8 +58,9 @@ def _linear_transformer(dim: int, heads: int, causal: bool, length: int) -> nn.M
 _BUILDERS = {"performer": _performer, "nystrom": _nystrom, "linear-transformer": _linear_transformer}
 
 
-def build_peer(name: str, dim: int, heads: int, causal: bool, length: int) -> nn.Module:
-    """Build peer ``name`` (see :data:`PEERS`).
+def build_peer(name: str, dim: int, heads: int, causal: bool, length: int, **options) -> nn.Module:
+    """Build peer ``name`` (see :data:`PEERS`); ``options`` are the peer's own (``nb_features`` for performer,
+    ``num_landmarks`` for nystrom), given on the command line as ``--options '{"peer:performer": {...}}'``.
 
     Raises:
         KeyError: unknown peer. ImportError: the package is not installed.
@@ -66,7 +68,7 @@ def build_peer(name: str, dim: int, heads: int, causal: bool, length: int) -> nn
     if name not in _BUILDERS:
         raise KeyError(f"unknown peer {name!r}; known: {sorted(_BUILDERS)}")
     try:
-        return _BUILDERS[name](dim, heads, causal, length)
+        return _BUILDERS[name](dim, heads, causal, length, **options)
     except ModuleNotFoundError as error:
         raise ImportError(f"peer {name!r} needs {PEERS[name]}: pip install -e '.[bench]' ({error})") from error
 
