@@ -15,6 +15,17 @@ from torch import nn
 from core.ops.masks import check_key_padding_mask
 
 
+def check_dims(dim: int, num_heads: int) -> None:
+    """Raise ValueError unless ``dim`` and ``num_heads`` are positive integers and ``num_heads`` divides ``dim``."""
+    if not isinstance(dim, int) or not isinstance(num_heads, int) or dim <= 0 or num_heads <= 0:
+        raise ValueError(f"dim and num_heads must be positive integers, got dim={dim!r}, num_heads={num_heads!r}")
+    if dim % num_heads != 0:
+        raise ValueError(
+            f"dim={dim} is not divisible by num_heads={num_heads}: the head width would be {dim / num_heads:.2f}; "
+            "choose num_heads that divides dim"
+        )
+
+
 class ProjectedAttention(nn.Module):
     """Multi-head self-attention skeleton: projections, head split/merge, input checks.
 
@@ -42,13 +53,7 @@ class ProjectedAttention(nn.Module):
         uses_values: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(dim, int) or not isinstance(num_heads, int) or dim <= 0 or num_heads <= 0:
-            raise ValueError(f"dim and num_heads must be positive integers, got dim={dim!r}, num_heads={num_heads!r}")
-        if dim % num_heads != 0:
-            raise ValueError(
-                f"dim={dim} is not divisible by num_heads={num_heads}: the head width would be {dim / num_heads:.2f}; "
-                "choose num_heads that divides dim"
-            )
+        check_dims(dim, num_heads)
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.attention.base import ProjectedAttention
+from core.attention.base import ProjectedAttention, check_dims
 from core.ops.chord import chord_indices, chord_product, chord_product_matrix
 from core.ops.chord_shift import shift_product
 from core.registry import register_attention
@@ -102,13 +102,7 @@ class PSFAttention(nn.Module):
         out_bias: bool = True,
     ):
         super().__init__()
-        if not isinstance(dim, int) or not isinstance(num_heads, int) or dim <= 0 or num_heads <= 0:
-            raise ValueError(f"dim and num_heads must be positive integers, got dim={dim!r}, num_heads={num_heads!r}")
-        if dim % num_heads != 0:
-            raise ValueError(
-                f"dim={dim} is not divisible by num_heads={num_heads}: the head width would be {dim / num_heads:.2f}; "
-                "choose num_heads that divides dim"
-            )
+        check_dims(dim, num_heads)
         if num_factors < 1:
             raise ValueError(f"num_factors must be >= 1, got {num_factors}")
         value_dim = max(dim // 4 // num_heads, 1) * num_heads if value_dim is None else value_dim
