@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from core.engine.plotting import save_figure
+
 
 def plot_curves(rows: list[dict], path: Path, title: str) -> Path | None:
     """Training loss and dev accuracy against steps from MetricLogger rows; None if there is nothing to plot."""
@@ -26,10 +28,7 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path | None:
     right.set_xlabel("step")
     right.set_ylabel("dev accuracy")
     figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_efficiency(records: list[dict], path: Path) -> Path:
@@ -51,7 +50,4 @@ def plot_efficiency(records: list[dict], path: Path) -> Path:
         axis.set_xticks([t + width * (len(mechanisms) - 1) / 2 for t in range(len(tasks))], tasks)
         axis.set_ylabel(label)
     axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

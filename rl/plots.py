@@ -7,19 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from core.engine.plotting import pyplot, save_figure
 
 
 def plot_return_histogram(returns_by_label: dict[str, list[float]], path: str | os.PathLike, title: str = "") -> Path:
     """Stacked histogram of episode returns, one colour per behaviour policy."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     labels = sorted(returns_by_label)
     ax.hist([returns_by_label[k] for k in labels], bins=30, stacked=True, label=labels)
@@ -27,15 +20,12 @@ def plot_return_histogram(returns_by_label: dict[str, list[float]], path: str | 
     ax.set_ylabel("episodes")
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_training(rows: list[dict], path: str | os.PathLike, dataset_mean: float | None = None) -> Path:
     """Training loss and evaluation return against the step, from :class:`core.engine.MetricLogger` rows."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     train = [r for r in rows if "action_loss" in r]
     left.plot([r["step"] for r in train], [r["action_loss"] for r in train], label="action MSE")
@@ -53,15 +43,12 @@ def plot_training(rows: list[dict], path: str | os.PathLike, dataset_mean: float
     right.set_xlabel("step")
     right.set_ylabel("evaluation return")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_benchmark(results: dict[str, dict], dataset_mean: float, path: str | os.PathLike) -> Path:
     """Bar chart of each model's best mean evaluation return (with std) and the data set's mean return."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(results)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     means = [results[n]["return_mean"] for n in names]
@@ -70,7 +57,4 @@ def plot_benchmark(results: dict[str, dict], dataset_mean: float, path: str | os
     ax.axhline(dataset_mean, color="grey", linestyle="--", label=f"data set mean {dataset_mean:.0f}")
     ax.set_ylabel("evaluation return (best target)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

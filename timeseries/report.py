@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from core.engine.plotting import pyplot, save_figure
 from timeseries.paper import paper_accuracy
 
 
@@ -83,10 +84,7 @@ def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: str | Path
         The path, or None if matplotlib is missing or there is nothing to plot.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         return None
     if not any(runs.values()):
@@ -107,8 +105,4 @@ def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: str | Path
     axes[2].legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)

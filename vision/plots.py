@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from core.engine.plotting import pyplot, save_figure
+
 
 def plot_training_curves(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Plot training loss (and its KSVD part) and validation top-1/top-5 against epochs.
@@ -16,10 +18,7 @@ def plot_training_curves(rows: list[dict[str, Any]], path: str | Path, title: st
         path: image file to write.
         title: figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [row["epoch"] + 1 for row in rows]
@@ -40,12 +39,7 @@ def plot_training_curves(rows: list[dict[str, Any]], path: str | Path, title: st
     acc_axis.legend()
     acc_axis.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:

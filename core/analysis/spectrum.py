@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.engine.plotting import pyplot, save_figure
+
 
 def cumulative_singular_values(matrices: torch.Tensor) -> torch.Tensor:
     """Normalised cumulative singular values of a batch of matrices.
@@ -85,10 +87,7 @@ def spectrum_summary(matrices: dict[str, torch.Tensor]) -> dict[str, dict[str, l
 
 def plot_spectra(summary: dict[str, dict[str, list[float]]], path: str | Path, title: str = "") -> Path:
     """Plot mean cumulative singular-value curves with a +/- std band; one line per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axis = plt.subplots(figsize=(5.5, 4))
     for name, curve in summary.items():
@@ -103,9 +102,4 @@ def plot_spectra(summary: dict[str, dict[str, list[float]]], path: str | Path, t
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
     axis.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

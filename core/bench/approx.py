@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from core.attention.base import ProjectedAttention
 from core.engine.logging import write_json
+from core.engine.plotting import pyplot, save_figure
 from core.ops.feature_weights import WEIGHT_NAMES
 from core.ops.linear import causal_linear_attention, linear_attention
 from core.ops.random_features import COMPONENTS, KERNELS, reference_kernel_attention
@@ -170,10 +171,7 @@ def format_tables(accuracy: list[dict], timing: list[dict], features: list[int])
 
 
 def plot_accuracy(accuracy: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sources = list(dict.fromkeys(row["activations"] for row in accuracy))
     fig, axes = plt.subplots(1, len(sources), figsize=(7 * len(sources), 5), squeeze=False)
@@ -192,10 +190,7 @@ def plot_accuracy(accuracy: list[dict], path: Path, title: str) -> None:
         axis.grid(True, which="both", alpha=0.3)
     axes[0][-1].legend(fontsize=5, ncol=2, loc="lower left")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

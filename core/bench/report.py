@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.engine.plotting import pyplot, save_figure
+
 
 def _index(results: list[dict]) -> dict[tuple[str, int], dict]:
     return {(r["target"], r["length"]): r for r in results}
@@ -39,10 +41,7 @@ def _ratio(row: dict, base: dict | None, key: str) -> str:
 
 def plot_results(results: list[dict], path: str | Path, title: str = "") -> Path | None:
     """Log-log time and memory vs N, one line per target (floors dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
@@ -62,9 +61,4 @@ def plot_results(results: list[dict], path: str | Path, title: str = "") -> Path
         axis.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
