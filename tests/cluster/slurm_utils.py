@@ -11,17 +11,23 @@ def submit(args: list[str], env: dict) -> str:
     return re.split(r"[;\s]", done.stdout.strip())[0]
 
 
-def wait(job_id: str, env: dict, timeout: float = 300) -> str:
-    """Wait until the job leaves the queue; returns its final state from the jobcomp log or scontrol."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        queue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, env=env)
-        if not queue.stdout.strip():
-            break
-        time.sleep(1)
-    else:
-        subprocess.run(["scancel", job_id], env=env)
-        raise TimeoutError(f"job {job_id} still queued after {timeout} s")
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+            "DEADLINE"}
+
+
+def job_state(job_id: str, env: dict) -> str:
     show = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, env=env)
     match = re.search(r"JobState=(\w+)", show.stdout)
     return match.group(1) if match else "UNKNOWN"
+
+
+def wait(job_id: str, env: dict, timeout: float = 300) -> str:
+    """Wait until the job reaches a terminal state (read from ``scontrol``, which keeps finished jobs for a while)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        state = job_state(job_id, env)
+        if state in TERMINAL:
+            return state
+        time.sleep(1)
+    subprocess.run(["scancel", job_id], env=env)
+    raise TimeoutError(f"job {job_id} did not finish within {timeout} s (last state {job_state(job_id, env)})")
