@@ -44,7 +44,8 @@ def gaussian_kernel(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> tor
     return torch.exp(logits)
 
 
-def _feature_scale(head_dim: int, scale: float | None) -> float:
+def feature_scale(head_dim: int, scale: float | None) -> float:
+    """The scale applied to q and k before the Gaussian kernel: ``d^-1/4`` unless given."""
     return head_dim**-0.25 if scale is None else scale
 
 
@@ -69,7 +70,7 @@ def kernelized_attention(
     Returns:
         torch.Tensor: ``[B, H, Nq, Dv]`` (no row normalisation).
     """
-    scale = _feature_scale(q.shape[-1], scale)
+    scale = feature_scale(q.shape[-1], scale)
     half_s2 = 0.5 * scale * scale
     # Norms from the unscaled inputs, so no scaled copy outlives the concatenation.
     half_q_norm = half_s2 * q.pow(2).sum(dim=-1, keepdim=True)  # [B, H, Nq, 1]
@@ -108,7 +109,7 @@ def kernelized_attention_weights(
     scale: float | None = None,
 ) -> torch.Tensor:
     """The explicit ``[B, H, N, N]`` matrix ``kappa(q * scale, k * scale)``, zero at padded keys (and j > i)."""
-    weights = gaussian_kernel(q, k, _feature_scale(q.shape[-1], scale))
+    weights = gaussian_kernel(q, k, feature_scale(q.shape[-1], scale))
     if key_padding_mask is not None:
         weights = weights * key_padding_mask[:, None, None, :].to(weights.dtype)
     if causal:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from core.ops.gaussian import gaussian_kernel
+from core.ops.gaussian import feature_scale, gaussian_kernel
 from core.ops.kernel_product import gaussian_kernel_product
 from core.ops.pinv import regularized_kernel_inverse
 from core.ops.sampling import gather_positions
@@ -63,7 +63,7 @@ def skyformer_attention(
     Returns:
         torch.Tensor: ``[B, H, N, Dv]``.
     """
-    scale = q.shape[-1] ** -0.25 if scale is None else scale
+    scale = feature_scale(q.shape[-1], scale)
     # The m x m inverse runs in at least float32 (half precision would break the iteration).
     work = torch.promote_types(landmarks.dtype, torch.float32)
     landmark_kernel = gaussian_kernel(landmarks.to(work), landmarks.to(work), scale)  # [B, H, m, m]
@@ -85,7 +85,7 @@ def skyformer_attention_weights(
     inverse: str = "newton_schulz",
 ) -> torch.Tensor:
     """The explicit ``[B, H, N, N]`` matrix Skyformer applies to the values (zero at padded keys)."""
-    scale = q.shape[-1] ** -0.25 if scale is None else scale
+    scale = feature_scale(q.shape[-1], scale)
     inverse_kernel = regularized_kernel_inverse(gaussian_kernel(landmarks, landmarks, scale), ridge, iterations, inverse)
     weights = gaussian_kernel(q, landmarks, scale) @ inverse_kernel @ gaussian_kernel(k, landmarks, scale).transpose(-1, -2)
     if key_padding_mask is not None:
@@ -113,7 +113,7 @@ def reference_skyformer_attention(
         torch.Tensor: ``[B, H, N, Dv]``.
     """
     n = q.shape[-2]
-    scale = q.shape[-1] ** -0.25 if scale is None else scale
+    scale = feature_scale(q.shape[-1], scale)
     x = torch.cat([q, k], dim=2) * scale  # [B, H, 2N, D]
     lifted = torch.exp(-0.5 * torch.cdist(x, x).pow(2))  # [B, H, 2N, 2N]
     rows = torch.cat([query_positions, key_positions + n], dim=1)  # [B, m]
