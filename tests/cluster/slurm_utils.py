@@ -5,8 +5,10 @@ import subprocess
 import time
 
 
-def submit(args: list[str], env: dict) -> str:
-    done = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, env=env, timeout=60)
+def submit(args: list[str], env: dict, cwd: str | None = None) -> str:
+    """Submit with ``sbatch`` (from ``cwd``: the job's SLURM_SUBMIT_DIR) and return the job id."""
+    done = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True, env=env, timeout=60,
+                          cwd=cwd)
     assert done.returncode == 0, done.stderr
     return re.split(r"[;\s]", done.stdout.strip())[0]
 
