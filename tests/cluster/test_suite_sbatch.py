@@ -1,6 +1,6 @@
-"""A suite's real sbatch script on the local SLURM cluster, in CPU mode with two ranks: the vision suite's
-single-node script (torchrun over the node's two fake GPUs, gloo on CPU) trains a tiny Primal.+DeiT; the job
-completes and both ranks agree on the result."""
+"""Suites' real sbatch scripts on the local SLURM cluster, in CPU mode with two ranks (torchrun over the node's two
+fake GPUs, gloo on CPU): the vision single-node script trains a tiny Primal.+DeiT, the rl single-node script a tiny
+Primal.+DT; each job completes and both ranks took part in the same data-parallel run."""
 
 import json
 import os
@@ -44,10 +44,41 @@ def test_vision_single_node_script_runs_two_ranks(slurm_cluster, tmp_path):
     env = {**slurm_cluster, "PYTHON": sys.executable}
     job = submit(["--cpus-per-task=2", "--gpus-per-node=2", "--time=10", f"--output={log}", f"--chdir={ROOT}",
                   str(ROOT / "vision" / "slurm" / "train_single_node.sbatch"), str(config_path), str(data),
-                  "--workers", "0"], env)
+                  "--workers", "0"], env, cwd=str(ROOT))
     state = wait(job, env, timeout=600)
     text = log.read_text() if log.exists() else "(no log)"
     assert state == "COMPLETED", text[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2, result
     assert os.path.exists(out / "metrics.csv")
+
+
+def test_rl_single_node_script_runs_two_ranks(slurm_cluster, tmp_path):
+    pytest.importorskip("gymnasium", reason="the rl suite needs gymnasium[mujoco]")
+    from rl.__main__ import build_parser
+    from rl.collect import main as collect_main
+
+    data = tmp_path / "hopper.hdf5"
+    collect_main(build_parser().parse_args(
+        ["collect", "--env", "hopper", "--out", str(data), "--episodes", "6", "--behaviour", "random",
+         "--max-episode-steps", "40", "--seed", "3", "--no-plot"]))
+    config = {"context_length": 5, "embed_dim": 16, "num_layers": 1, "num_heads": 1, "batch_size": 4, "max_steps": 20,
+              "warmup_steps": 1, "eval_every": 0, "final_eval_episodes": 1, "max_ep_len": 40, "targets": [100.0],
+              "checkpoint_every": 10, "device": "cpu"}
+    (tmp_path / "tiny.json").write_text(json.dumps(config))
+    run_dir, log = tmp_path / "run", tmp_path / "job.out"
+    # DETAIL makes every collective check that both ranks call it with the same shapes (a mismatch fails the job);
+    # the C++ INFO log records each rank's DDP initialisation
+    env = {**slurm_cluster, "PYTHON": sys.executable, "TORCH_DISTRIBUTED_DEBUG": "DETAIL", "TORCH_CPP_LOG_LEVEL": "INFO"}
+    job = submit(["--cpus-per-task=2", "--gpus-per-node=2", "--time=10", f"--output={log}",
+                  str(ROOT / "rl" / "slurm" / "train.sbatch"), str(data), "primal+dt", "--config",
+                  str(tmp_path / "tiny.json"), "--run-dir", str(run_dir)], env, cwd=str(ROOT))
+    state = wait(job, env, timeout=600)
+    text = log.read_text() if log.exists() else "(no log)"
+    tail = "\n".join(line for line in text.splitlines() if "c10d - trace" not in line)[-3000:]
+    assert state == "COMPLETED", tail
+    for rank in (0, 1):
+        assert f"[Rank {rank}]: DDP Initialized with" in text, tail
+    assert "world_size: 2" in text, tail
+    assert text.count("results in ") == 1, tail  # only rank 0 evaluates and reports
+    assert json.loads((run_dir / "result.json").read_text())["steps"] == 20
