@@ -104,12 +104,16 @@ class TrainingMonitor:
     def summary(self) -> dict:
         valid = self.records["valid"]
         best = min(valid, key=lambda r: r.get("valid_ppl", float("inf"))) if valid else None
+        # periodic records when there are any, else the per-epoch ones (a run shorter than one log interval)
+        speeds = [r["wps"] for r in self.records["train_inner"] if "wps" in r]
+        speeds = speeds or [r["train_wps"] for r in self.records["train"] if "train_wps" in r]
         return {
             "last_train_inner": self.records["train_inner"][-1] if self.records["train_inner"] else None,
             "train_epochs": self.records["train"],
             "valid": valid,
             "best_valid_ppl": best.get("valid_ppl") if best else None,
             "final_valid_ppl": valid[-1].get("valid_ppl") if valid else None,
+            "mean_train_wps": round(sum(speeds) / len(speeds), 1) if speeds else None,
         }
 
 
