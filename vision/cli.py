@@ -2,6 +2,7 @@
 
 Commands: ``train`` (DeiT / Primal.+DeiT training, resumable, DDP through torchrun), ``evaluate`` (top-1/top-5
 of a checkpoint), ``spectrum`` (Figure 2's cumulative singular-value curves), ``compare`` (a table of runs),
+``report`` (a Markdown page of runs beside the paper's Table 7a),
 ``make-imagenet100`` (the IN-100 subset folder from ImageNet-1K by links) and ``models`` (the registered attentions
 and models).
 """
@@ -85,25 +86,22 @@ def _make_imagenet100(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from vision.plots import results_table
+    from vision.report import run_summary
 
-    rows = []
-    for run in args.runs:
-        path = Path(run) / "result.json" if Path(run).is_dir() else Path(run)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: give run folders of `python -m vision train`")
-        result = json.loads(path.read_text())
-        train, final = result.get("train", {}), result.get("final", {})
-        rows.append({
-            "run": path.parent.name, "model": result["model"], "dataset": result["dataset"],
-            "primal_blocks": result["primal_blocks"], "parameters": result["parameters"],
-            "epochs": result["epochs_completed"], "steps": result["steps"], "minutes": result["wall_seconds"] / 60,
-            "top1": final.get("top1"), "top5": final.get("top5"), "best_top1": result["best"]["top1"],
-            "train_images_per_s": train.get("images_per_s"), "seconds_per_1k_steps": train.get("seconds_per_1k_steps"),
-            "peak_memory_gb": train.get("peak_memory_gb"), "status": result["status"],
-        })
+    rows = [{key: value for key, value in run_summary(run).items() if key != "config"} for run in args.runs]
     print(results_table(rows))
     if args.output:
         write_json({"runs": rows}, args.output)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vision.report import write_report
+
+    labels = args.label or [Path(run).name for run in args.runs]
+    path = write_report(args.runs, labels, args.output, title=args.title, spectrum=args.spectrum, target=args.target,
+                        note=args.note, command=args.command)
+    print(path.read_text())
     return 0
 
 
@@ -159,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", nargs="+", help="run folders (or their result.json files)")
     compare.add_argument("--output", help="also write the rows as JSON to this file")
     compare.set_defaults(handler=_compare)
+
+    report = commands.add_parser("report", help="a Markdown page of finished runs beside the paper's Table 7a",
+                                 description="Write a Markdown report (e.g. docs/results/vision.md) of training runs, "
+                                             "with their spectrum plot and the paper's ImageNet numbers.")
+    report.add_argument("runs", nargs="+", help="run folders, the baseline first and Primal.+DeiT last")
+    report.add_argument("--label", nargs="+", help="a display name per run (default: the folder names)")
+    report.add_argument("--output", required=True, help="the Markdown file to write (its folder is created)")
+    report.add_argument("--title", default="Vision results", help="heading of the page")
+    report.add_argument("--spectrum", help="output stem of `python -m vision spectrum` (its .json and .png)")
+    report.add_argument("--target", type=float, help="test top-1 (%%) the last run should reach; the page says if it did")
+    report.add_argument("--note", default="", help="text under the heading, e.g. how the runs shared the machine")
+    report.add_argument("--command", default="", help="the command that produced the runs, quoted on the page")
+    report.set_defaults(handler=_report)
 
     models = commands.add_parser("models", help="list the core attentions and the registered timm models")
     models.set_defaults(handler=_models)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from timm.data import create_transform
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
@@ -171,6 +171,27 @@ def dataset_info(name: str, dataset: Dataset) -> DatasetInfo:
     return DatasetInfo(len(dataset.classes), 3, 224, IMAGENET_MEAN, IMAGENET_STD)
 
 
+def _posterize_any_bits(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, also for 0 bits: recent Pillow (13 here) rejects 0 bits, which RandAugment's
+    ``PosterizeIncreasing`` asks for at magnitude 10 (DeiT's ``rand-m9-mstd0.5-inc1`` draws it a few times in a
+    hundred). Keeping no bit gives a black image, as older Pillow did."""
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _allow_posterize_to_zero_bits(transform: transforms.Compose) -> None:
+    """Point every posterize op of timm's RandAugment / AutoAugment / AugMix in ``transform`` at
+    :func:`_posterize_any_bits`, so that a drawn magnitude of 10 no longer stops training with a Pillow error."""
+    for step in transform.transforms:
+        ops = list(getattr(step, "ops", [])) + [op for sub in getattr(step, "policy", []) for op in sub]
+        for op in ops:
+            if getattr(op, "name", "").startswith("Posterize"):
+                op.aug_fn = _posterize_any_bits
+
+
 def build_transform(training: bool, img_size: int, info: DatasetInfo, augment: TrainConfig):
     """timm's ``create_transform`` for training or evaluation, with DeiT's small-image crop.
 
@@ -194,6 +215,7 @@ def build_transform(training: bool, img_size: int, info: DatasetInfo, augment: T
         interpolation=augment.interpolation, re_prob=augment.reprob, re_mode=augment.remode,
         re_count=augment.recount, hflip=augment.hflip, mean=info.mean, std=info.std,
     )
+    _allow_posterize_to_zero_bits(transform)
     if augment.train_crop not in ("auto", "rrc", "pad"):
         raise ValueError(f"train_crop must be 'auto', 'rrc' or 'pad', got {augment.train_crop!r}")
     if augment.train_crop == "pad" or (augment.train_crop == "auto" and small):

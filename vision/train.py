@@ -255,6 +255,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
     last_eval: dict[str, float] = {}
     stopped_early = interrupted = False
     stop = StopSignal(device)
+    trained_until = start
     try:
         # the deadline is checked after every update; a budget already used up by earlier runs stops at once
         stopped_early = bool(config.max_minutes) and wall_before >= 60 * config.max_minutes
@@ -267,6 +268,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
                 clip_grad=config.clip_grad, ema=ema, max_batches=config.max_train_batches, deadline=deadline,
                 on_step=on_step, schedule_position=schedule_position, stop_requested=stop, show_progress=main,
             )
+            trained_until = time.time()
             if last_train["interrupted"]:
                 interrupted = True
                 save(state)
@@ -301,6 +303,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
             save(state)
     finally:
         stop.restore()
+    train_seconds = wall_before + trained_until - start  # up to the last update, evaluations between epochs included
     stopped_early = stopped_early and state.epoch < config.epochs
     if not last_eval and not interrupted:
         last_eval = evaluate(model, val_loader, device, amp=use_amp, max_batches=config.max_eval_batches,
@@ -313,8 +316,8 @@ def run(config: TrainConfig) -> dict[str, Any]:
         "status": "interrupted" if interrupted else ("time_budget_used" if stopped_early else "complete"),
         "model": config.model, "dataset": config.dataset, "parameters": parameters,
         "attention": config.attention, "primal_blocks": primal_blocks, "epochs_completed": state.epoch,
-        "steps": state.step, "final": last_eval, "best": best, "train": last_train,
-        "wall_seconds": wall_before + time.time() - start,
+        "steps": state.step, "images_seen": state.step * global_batch, "final": last_eval, "best": best,
+        "train": last_train, "train_seconds": train_seconds, "wall_seconds": wall_before + time.time() - start,
         "cpu_seconds": cpu_before + time.process_time() - cpu_start,  # this process's CPU time (all its threads)
         "world_size": context.world_size,
         "device": str(device), "config": config.to_dict(),

@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision import datasets
 
 from vision.config import TrainConfig
-from vision.data import FASHION_MNIST_DIR, FashionMNIST, build_dataset, build_transform, dataset_info, read_idx
+from vision.data import (
+    FASHION_MNIST_DIR,
+    DatasetInfo,
+    FashionMNIST,
+    build_dataset,
+    build_transform,
+    dataset_info,
+    read_idx,
+)
 from vision.imagenet100 import build_imagenet100, imagenet100_classes
 
 
@@ -87,6 +96,23 @@ def test_deit_transforms_on_rgb_and_grayscale(auto_augment, image_folder, fashio
         raw = dataset if isinstance(dataset, FashionMNIST) else datasets.ImageFolder(str(root / "train"))
         raw.transform = evaluation
         assert raw[0][0].shape == (info.in_chans, 32, 32)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_randaugment_posterize_at_the_top_magnitude_keeps_training(mode):
+    # magnitude 10 of the increasing posterize keeps 0 bits, which recent Pillow refuses
+    channels = 3 if mode == "RGB" else 1
+    info = DatasetInfo(num_classes=2, in_chans=channels, img_size=32, mean=(0.5,) * channels, std=(0.25,) * channels)
+    transform = build_transform(True, 32, info, TrainConfig(auto_augment="rand-m10-inc1", reprob=0.0))
+    posterize = [op for step in transform.transforms for op in getattr(step, "ops", []) if op.name == "PosterizeIncreasing"]
+    assert len(posterize) == 1
+    posterize[0].prob = 1.0
+    image = Image.new(mode, (32, 32), 200 if mode == "L" else (200, 100, 50))
+    assert np.asarray(posterize[0](image)).max() == 0
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        noisy = Image.fromarray(rng.integers(0, 256, (32, 32) + ((3,) if mode == "RGB" else ()), dtype=np.uint8))
+        assert transform(noisy).shape == (len(info.mean), 32, 32)
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")

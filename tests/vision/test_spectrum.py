@@ -1,4 +1,4 @@
-"""``python -m vision spectrum`` on trained checkpoints (paper Figure 2)."""
+"""``python -m vision spectrum``, ``evaluate``, ``compare`` and ``report`` on trained checkpoints (paper Figure 2)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,13 @@ def test_spectrum_command_compares_checkpoints(image_folder, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| deit |" in table and "| primal |" in table
     assert [row["primal_blocks"] for row in json.loads((tmp_path / "c.json").read_text())["runs"]] == [[], [1]]
+    page = tmp_path / "docs" / "vision.md"
+    assert main(["report", str(tmp_path / "deit"), str(tmp_path / "primal"), "--label", "DeiT", "Primal", "--spectrum",
+                 str(stem), "--target", "101", "--output", str(page)]) == 0
+    text = page.read_text()
+    assert "| DeiT | none (of 2) |" in text and "| Primal | 1 (of 2) |" in text and "not reached" in text
+    assert "| Primal.+DeiT-Small/16 | 75.7 | 79.8 |" in text  # the paper's Table 7a for context
+    assert "](vision_spectrum.png)" in text and (tmp_path / "docs" / "vision_spectrum.png").stat().st_size > 0
     resume_from_weights = ["train", "--dataset", "folder", "--data-path", str(image_folder), "--img-size", "32",
                            "--model", "primal_deit_tiny_patch16_224", "--patch-size", "8", "--embed-dim", "32",
                            "--depth", "2", "--num-heads", "2", "--low-rank", "4", "--workers", "0", "--batch-size", "6",
