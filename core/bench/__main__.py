@@ -1,8 +1,11 @@
 """``python -m core.bench``: time and peak memory of forward+backward per mechanism and sequence length.
 
-Every configuration runs in a fresh process. Prints a table, writes ``bench.json`` and ``bench.png`` (log-log
-time and memory vs N) to ``--out``. Ratios are against exact softmax (SDPA) of the same run and, with
+Every configuration runs in a fresh process. Prints a table, writes ``bench.json``, ``bench.md`` and ``bench.png``
+(log-log time and memory vs N) to ``--out``. Ratios are against exact softmax (SDPA) of the same run and, with
 ``--floor``, against each mechanism's own projection layers run alone (its GEMM floor).
+
+``--approx`` runs the random-feature accuracy sweep instead (:mod:`core.bench.approx`); ``--report FOLDER`` runs
+every core benchmark and writes the results page (:mod:`core.bench.publish`).
 """
 
 from __future__ import annotations
@@ -10,13 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from core.bench.peers import PEERS, installed_peers
-from core.bench.report import format_table, plot_results
-from core.bench.runner import run_sweep
-from core.engine.logging import write_json
-from core.registry import attention_info, list_attentions
+from core.bench.peers import PEERS
+from core.bench.report import format_table, sweep_title, write_sweep
+from core.bench.runner import choose_targets, run_sweep
 
 QUICK_LENGTHS = [1024, 4096]
 DEFAULT_LENGTHS = [1024, 2048, 4096, 8192, 16384]
@@ -48,32 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='JSON of per-mechanism options, e.g. \'{"primal": {"low_rank": 30}}\'')
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before one configuration is abandoned")
     parser.add_argument("--quick", action="store_true",
-                        help=f"a two-minute tour: lengths {QUICK_LENGTHS}, one repeat")
+                        help=f"a two-minute tour: lengths {QUICK_LENGTHS}, one repeat (with --report: every part "
+                        "shrunk; still one process per mechanism and length, so tens of minutes on two cores)")
     parser.add_argument("--out", default="runs/bench", help="folder for bench.json and bench.png (default runs/bench)")
     parser.add_argument("--approx", action="store_true",
                         help="random-feature accuracy (and --timing) sweep instead; see python -m core.bench --approx --help")
-    parser.add_argument("--report", default=None,
-                        help="write the table (bench.md), JSON and plot into this folder too (e.g. docs/results)")
+    parser.add_argument("--report", default=None, metavar="FOLDER",
+                        help="run every core benchmark and write the results page FOLDER/core.md with its tables and "
+                        "plots (core_*): time and memory vs N of every mechanism, non-causal and causal (honouring "
+                        "--mechanisms, --lengths, --device, ...), the --approx accuracy sweep and the spectra; e.g. "
+                        "docs/results. Hours on a CPU; add --quick for a smoke run")
     return parser.parse_args(argv)
-
-
-def choose_targets(args: argparse.Namespace) -> list[str]:
-    names = args.mechanisms or list_attentions(causal=True if args.causal else None)
-    for name in names:
-        info = attention_info(name)  # raises a clear KeyError for unknown names
-        if args.causal and not info.causal:
-            raise SystemExit(f"error: {name!r} has no causal form; causal mechanisms: {list_attentions(causal=True)}")
-    if "softmax" not in names:
-        names = ["softmax", *names]
-    targets = list(names)
-    if args.floor:
-        targets += [f"{name}:floor" for name in names if name != "softmax"]
-    if args.peers:
-        available = installed_peers()
-        if not available:
-            print("note: --peers given but none of the peer packages is installed (pip install -e '.[bench]')")
-        targets += [f"peer:{peer}" for peer in available if not (args.causal and peer == "nystrom")]
-    return targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,27 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --options is not valid JSON ({error})") from error
     lengths = args.lengths or (QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS)
     repeats = 1 if args.quick else args.repeats
+    if args.report:
+        from core.bench.publish import publish
+
+        return publish(args, argv, options, lengths, repeats)
     targets = choose_targets(args)
     common = dict(batch=args.batch, dim=args.dim, heads=args.heads, causal=args.causal, dtype=args.dtype,
                   device=args.device, repeats=repeats, threads=args.threads)
     results = run_sweep(targets, lengths, common, options, timeout=args.timeout)
-    table = format_table(results)
-    print(table)
-    out = Path(args.out)
-    folders = [out] + ([Path(args.report)] if args.report else [])
-    for folder in folders:
-        suffix = "_causal" if args.causal else ""
-        write_json({"config": {**common, "lengths": lengths, "options": options}, "results": results},
-                   folder / f"bench{suffix}.json")
-        plot_results(results, folder / f"bench{suffix}.png", title=_title(args))
-        (folder / f"bench{suffix}.md").write_text(table + "\n")
-    print(f"wrote {', '.join(str(f) for f in folders)}")
+    print(format_table(results))
+    stem = "bench_causal" if args.causal else "bench"
+    written = write_sweep(results, {**common, "lengths": lengths, "options": options}, args.out, stem, sweep_title(common))
+    print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
-
-
-def _title(args: argparse.Namespace) -> str:
-    mode = "causal" if args.causal else "non-causal"
-    return f"{mode}, B={args.batch}, D={args.dim}, H={args.heads}, {args.dtype}, {args.device}, fwd+bwd"
 
 
 if __name__ == "__main__":

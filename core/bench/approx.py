@@ -193,8 +193,12 @@ def plot_accuracy(accuracy: list[dict], path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_approx(args: argparse.Namespace) -> dict:
+    """The accuracy sweep (and, with ``args.timing``, the timing sweep) described by parsed ``args``.
+
+    Returns:
+        dict with ``config``, ``accuracy`` and ``timing`` rows, as written to ``approx.json``.
+    """
     if args.quick:
         args.components, args.weights = ["posrf", "oprf"], ["gaussian", "orf", "fastfood_learnable"]
         args.features, args.draws = [16, 64, 256], 1
@@ -210,18 +214,31 @@ def main(argv: list[str] | None = None) -> int:
         accuracy.append({"activations": source, "component": component, "weights": weights, "num_features": m,
                          "kernel": args.kernel, "causal": args.causal, "relative_error": error})
     timing = run_timing(args, combos) if args.timing else []
-    table = format_tables(accuracy, timing, args.features)
-    print(table)
-    out = Path(args.out)
-    config = {key: value for key, value in vars(args).items()}
-    write_json({"config": config, "accuracy": accuracy, "timing": timing}, out / "approx.json")
-    (out / "approx.md").write_text(table + "\n")
-    mode = "causal" if args.causal else "non-causal"
-    plot_accuracy(accuracy, out / "approx.png",
-                  f"{args.kernel} kernel, {mode}, D={args.dim}, H={args.heads}, N={args.length}, {args.draws} draws")
-    print(f"wrote {out / 'approx.json'}, {out / 'approx.md'}, {out / 'approx.png'}")
-    return 0
+    return {"config": dict(vars(args)), "accuracy": accuracy, "timing": timing}
 
+
+def write_approx(result: dict, folder: str | Path, stem: str = "approx") -> list[Path]:
+    """Write ``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` of a :func:`run_approx` result into ``folder``."""
+    folder, config = Path(folder), result["config"]
+    table = format_tables(result["accuracy"], result["timing"], config["features"])
+    json_path = write_json(result, folder / f"{stem}.json")
+    md_path = folder / f"{stem}.md"
+    md_path.write_text(table + "\n")
+    mode = "causal" if config["causal"] else "non-causal"
+    title = (f"{config['kernel']} kernel, {mode}, D={config['dim']}, H={config['heads']}, N={config['length']}, "
+             f"{config['draws']} draws")
+    png_path = folder / f"{stem}.png"
+    plot_accuracy(result["accuracy"], png_path, title)
+    return [json_path, md_path, png_path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run_approx(args)
+    print(format_tables(result["accuracy"], result["timing"], args.features))
+    written = write_approx(result, args.out)
+    print(f"wrote {', '.join(str(path) for path in written)}")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,7 @@ baseline on CPU; the runner fixes glibc's mmap threshold so that freed tensors l
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -87,8 +88,19 @@ def measure(config: BenchConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker process: one JSON config in argv[1], one JSON line on stdout."""
-    argv = sys.argv[1:] if argv is None else argv
-    config = BenchConfig(**json.loads(argv[0]))
+    parser = argparse.ArgumentParser(
+        prog="python -m core.bench.measure",
+        description="Measure one benchmark configuration in this process and print one line 'BENCH_RESULT {json}' "
+        "(python -m core.bench runs this once per mechanism and length).",
+    )
+    fields = ", ".join(BenchConfig.__dataclass_fields__)
+    parser.add_argument("config", help=f"JSON object of BenchConfig fields ({fields}); target and length are "
+                        'required, e.g. \'{"target": "primal", "length": 4096, "repeats": 1}\'')
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = BenchConfig(**json.loads(args.config))
+    except (json.JSONDecodeError, TypeError) as error:
+        parser.error(f"config must be a JSON object of BenchConfig fields ({fields}): {error}")
     try:
         result = measure(config)
     except (RuntimeError, MemoryError, ValueError, ImportError, KeyError) as error:

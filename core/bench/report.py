@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.engine.logging import write_json
 from core.engine.plotting import pyplot, save_figure
 
 
@@ -31,6 +32,39 @@ def format_table(results: list[dict]) -> str:
             f"{floor_ratio} | ok |"
         )
     return "\n".join(lines)
+
+
+def pivot_table(results: list[dict], key: str, unit: str) -> str:
+    """Markdown table with one row per target and one column per N: ``key`` (e.g. ``time_ms``) or the status."""
+    index = _index(results)
+    targets = list(dict.fromkeys(r["target"] for r in results))
+    lengths = sorted({r["length"] for r in results})
+    lines = ["| mechanism | " + " | ".join(f"N={n} ({unit})" for n in lengths) + " |",
+             "|---|" + "---:|" * len(lengths)]
+    for target in targets:
+        cells = []
+        for n in lengths:
+            row = index.get((target, n))
+            if row is None:
+                cells.append("")  # not run: the target failed at a shorter length
+            elif row.get("status") != "ok":
+                cells.append(str(row.get("status")))
+            else:
+                cells.append(f"{row[key]:.1f}")
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_sweep(results: list[dict], config: dict, folder: str | Path, stem: str, title: str) -> list[Path]:
+    """Write ``<stem>.json`` (config + rows), ``<stem>.md`` (:func:`format_table`) and ``<stem>.png`` into ``folder``."""
+    folder = Path(folder)
+    written = [write_json({"config": config, "results": results}, folder / f"{stem}.json")]
+    (folder / f"{stem}.md").write_text(format_table(results) + "\n")
+    written.append(folder / f"{stem}.md")
+    plot = plot_results(results, folder / f"{stem}.png", title=title)
+    if plot is not None:
+        written.append(plot)
+    return written
 
 
 def _ratio(row: dict, base: dict | None, key: str) -> str:
@@ -62,3 +96,10 @@ def plot_results(results: list[dict], path: str | Path, title: str = "") -> Path
     axes[1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def sweep_title(config: dict) -> str:
+    """Plot title of a sweep from its config (``causal``, ``batch``, ``dim``, ``heads``, ``dtype``, ``device``)."""
+    mode = "causal" if config["causal"] else "non-causal"
+    return (f"{mode}, B={config['batch']}, D={config['dim']}, H={config['heads']}, {config['dtype']}, "
+            f"{config['device']}, fwd+bwd")

@@ -1,4 +1,4 @@
-"""Run each benchmark configuration in a fresh Python process and collect the JSON it prints."""
+"""Choose the targets of a sweep, run each configuration in a fresh Python process and collect the JSON it prints."""
 
 from __future__ import annotations
 
@@ -6,13 +6,36 @@ import json
 import os
 import subprocess
 import sys
+from argparse import Namespace
 from dataclasses import asdict
 
 from tqdm import tqdm
 
 from core.bench.measure import BenchConfig
+from core.bench.peers import installed_peers
+from core.registry import attention_info, list_attentions
 
 _MARKER = "BENCH_RESULT "
+
+
+def choose_targets(args: Namespace) -> list[str]:
+    """Registry names (softmax added when missing: it is the ratios' baseline), then floors and peers if asked for."""
+    names = args.mechanisms or list_attentions(causal=True if args.causal else None)
+    for name in names:
+        info = attention_info(name)  # raises a clear KeyError for unknown names
+        if args.causal and not info.causal:
+            raise SystemExit(f"error: {name!r} has no causal form; causal mechanisms: {list_attentions(causal=True)}")
+    if "softmax" not in names:
+        names = ["softmax", *names]
+    targets = list(names)
+    if args.floor:
+        targets += [f"{name}:floor" for name in names if name != "softmax"]
+    if args.peers:
+        available = installed_peers()
+        if not available:
+            print("note: --peers given but none of the peer packages is installed (pip install -e '.[bench]')")
+        targets += [f"peer:{peer}" for peer in available if not (args.causal and peer == "nystrom")]
+    return targets
 
 
 def run_one(config: BenchConfig, timeout: float) -> dict:
