@@ -119,6 +119,15 @@ def parameter_count(log_path: Path) -> int | None:
     return int(found[-1].replace(",", "")) if found else None
 
 
+def epochs_trained(training: dict) -> float | None:
+    """Passes over the training split, from fairseq's last periodic record (its ``update`` field is the epoch
+    progress, e.g. 1.25) scaled to the final update count; None when there was no periodic record."""
+    inner, valid = training.get("last_train_inner"), training["valid"]
+    if not inner or not inner.get("num_updates") or "update" not in inner or not valid:
+        return None
+    return round(inner["update"] * valid[-1]["valid_num_updates"] / inner["num_updates"], 2)
+
+
 def summarise(args: argparse.Namespace, trainings: list[dict], evaluations: list[dict], started: str) -> dict:
     """The benchmark record (also rendered as the markdown report).
 
@@ -139,7 +148,7 @@ def summarise(args: argparse.Namespace, trainings: list[dict], evaluations: list
             "ksvd": {k: merged[k] for k in ("ksvd-eta", "ksvd-scaling") if k in merged} or None,
             "parameters": parameter_count(args.out / name / "train.log"),
             "updates": int(last.get("valid_num_updates", 0)),
-            "epochs": last.get("epoch"),
+            "epochs": epochs_trained(t),
             "train_wall_seconds": t["wall_seconds"],
             "words_per_second": t.get("mean_train_wps"),
             "valid_ppl": e["ppl"],

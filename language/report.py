@@ -30,7 +30,7 @@ def render_report(result: dict) -> str:
         "## KJV: Primal.+ vs softmax transformer_lm, same size and training budget on CPU",
         "",
         f"Run started {result['started']}; {result['minutes_per_model']:g} minutes of training per model, "
-        f"{result['schedule']} schedule with {result['threads_per_model']} thread(s) per model, seed "
+        f"{result['schedule']} schedule with {result['threads_per_model']} thread(s) for each, seed "
         f"{result['seed']}, on a {result['cpu_count']}-core machine (load average {result['load_average_before'][0]:.2f} "
         f"before, {result['load_average_after'][0]:.2f} after). Validation perplexity: `fairseq-eval-lm` on the "
         f"whole validation split (checkpoint at the end of the budget, 128-token blocks, no extra context); "

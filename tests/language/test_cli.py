@@ -109,3 +109,11 @@ def test_benchmark_threads_follow_the_schedule():
     assert threads_per_model(Namespace(schedule="concurrent", threads=None)) == 1
     assert threads_per_model(Namespace(schedule="sequential", threads=None)) == 2
     assert threads_per_model(Namespace(schedule="sequential", threads=3)) == 3
+
+
+def test_benchmark_epochs_scale_the_last_periodic_record_to_the_final_update():
+    from language.benchmark import epochs_trained
+
+    training = {"last_train_inner": {"update": 1.0, "num_updates": 400}, "valid": [{"valid_num_updates": 420.0}]}
+    assert epochs_trained(training) == pytest.approx(1.05)
+    assert epochs_trained({"last_train_inner": None, "valid": [{"valid_num_updates": 3.0}]}) is None
