@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lra import efficiency, generate, prepare, summary, train
+import torch.distributed as dist
+
+from lra import benchmark, efficiency, generate, prepare, summary, train
 from lra.data.arrays import DataError
 
 
@@ -22,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     efficiency.add_parser(subparsers)
     efficiency.add_table_parser(subparsers)
     summary.add_parser(subparsers)
+    benchmark.add_parser(subparsers)
     return parser
 
 
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 

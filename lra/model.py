@@ -5,6 +5,9 @@ Token embedding (or a linear map of continuous inputs, for Adding) plus learned 
 layers from :func:`core.nn.build_layers`, a final LayerNorm, mean pooling over real tokens and an MLP head
 ``Linear(D, hidden) -> ReLU -> Linear(hidden, classes)``. Retrieval is a dual encoder with shared weights whose
 head reads ``[x0, x1, x0 * x1, x0 - x1]``.
+
+``model.positions = false`` drops the position embeddings, as PSF-Attn's Adding model (Khalitov et al., 2022); the
+model then reads any length up to its own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class SequenceEncoder(nn.Module):
         input_features (int): features per step when ``vocab_size`` is 0.
         dropout (float): dropout after the embeddings and in every layer.
         attention_options (dict): per-name options for :func:`core.nn.build_layers`.
+        positions (bool): add learned position embeddings (LRA); PSF's Adding model has none.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class SequenceEncoder(nn.Module):
         input_features: int = 0,
         dropout: float = 0.1,
         attention_options: dict[str, dict[str, Any]] | None = None,
+        positions: bool = True,
     ) -> None:
         super().__init__()
         if vocab_size > 0:
@@ -54,7 +59,10 @@ class SequenceEncoder(nn.Module):
         else:
             raise ValueError("SequenceEncoder needs vocab_size > 0 (tokens) or input_features > 0 (continuous inputs)")
         self.vocab_size = vocab_size
-        self.positions = LearnedPositionalEmbedding(max_len, dim, dropout=dropout, init="normal")
+        if positions:
+            self.positions = LearnedPositionalEmbedding(max_len, dim, dropout=dropout, init="normal")
+        else:
+            self.positions = nn.Dropout(dropout)
         self.layers = build_layers(
             schedule, dim, num_heads, ffn_dim, dropout=dropout, norm_first=True, attention_options=attention_options
         )
@@ -132,6 +140,7 @@ def build_model(
         input_features=2 if kind == "adding" else 0,
         dropout=model_cfg["dropout"],
         attention_options={name: options[name] for name in set(schedule) if name in options},
+        positions=model_cfg.get("positions", True),
     )
     model = LRAModel(encoder, config["num_classes"], model_cfg["head_hidden"], dual=kind == "pair")
     return model, eta, schedule

@@ -66,21 +66,9 @@ case "$command" in
             --steps 1000 --out-dir "$RUNS/efficiency" "$@"
         ;;
     bench)
-        "$PYTHON" -m lra generate listops --out "$DATA/raw/listops512" --train 20000 --dev 1000 --test 1000 \
-            --min-length 100 --max-length 512 --seed 1 --prepare-to "$DATA/listops512"
-        "$PYTHON" -m lra train --task listops --attention primalformer --data "$DATA/listops512" \
-            --run-dir "$RUNS/bench-listops512-primalformer" --steps 1500 --lr 1e-3 --batch-size 16 --set train.warmup=100 \
-            --eval-every 100 --eval-batches 16 --trim-padding --max-minutes 10
-        "$PYTHON" -m lra generate adding --out "$DATA/adding-1024" --length 1024 --train 20000 --dev 500 --test 1000 --seed 4
-        runs=("$RUNS/bench-listops512-primalformer")
-        # every registered mechanism whose cost is not quadratic in N
-        for attention in $("$PYTHON" -c "import core; print(' '.join(n for n in core.list_attentions() if 'N^2' not in core.attention_info(n).complexity))"); do
-            "$PYTHON" -m lra train --task adding --attention "$attention" --data "$DATA/adding-1024" \
-                --run-dir "$RUNS/bench-adding1024-$attention" --steps 2000 --batch-size 16 --lr 1e-3 --set train.warmup=50 \
-                --eval-every 200 --eval-batches 8 --max-minutes 10
-            runs+=("$RUNS/bench-adding1024-$attention")
-        done
-        "$PYTHON" -m lra summary "${runs[@]}" --out "$RUNS/bench-summary.json"
+        # CPU targets, one command each; results in docs/results/lra.md
+        "$PYTHON" -m lra benchmark listops --minutes 10
+        "$PYTHON" -m lra benchmark adding --length 1024 --total-minutes 15
         ;;
     *)
         usage

@@ -2,6 +2,10 @@
 
 A run folder holds ``train.log`` (human), ``metrics.jsonl``/``metrics.csv`` (every log and eval row),
 ``checkpoints/last.pt`` (resume) and ``checkpoints/best.pt`` (best dev), ``result.json`` and ``curves.png``.
+
+Several processes (``torchrun --nproc_per_node P -m lra train ...`` or P SLURM tasks) train with DDP through
+``core.engine.distributed``: the configured batch is the global one, split evenly over the ranks as the
+reference's ``nn.DataParallel`` splits it; rank 0 alone logs and writes files.
 """
 
 from __future__ import annotations
@@ -13,15 +17,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from core.engine import MetricLogger, load_checkpoint, save_checkpoint, seed_everything, select_device, write_json
+from core.engine import (
+    DistributedContext,
+    MetricLogger,
+    init_distributed,
+    load_checkpoint,
+    reduce_mean,
+    save_checkpoint,
+    seed_everything,
+    select_device,
+    write_json,
+)
 from core.engine.memory import PeakMemory
 from lra.config import TASKS, apply_overrides, load_config, model_sequence_length, parse_value
 from lra.data.arrays import Collate, DataError, LRADataset, read_split
 from lra.model import build_model
 from lra.plots import plot_curves
-from lra.trainer import EpochBatches, Trainer, baseline_metrics, is_better, loader
+from lra.trainer import Trainer, baseline_metrics, is_better, loader, shard, training_batches
 
 LOG = logging.getLogger("lra.train")
 
@@ -62,7 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="option of the chosen mechanism, e.g. --attention-option num_landmarks=64 (repeatable)",
     )
     parser.add_argument("--steps", type=int, default=None, help="training steps (overrides train.steps)")
-    parser.add_argument("--batch-size", type=int, default=None, help="batch size (overrides train.batch_size)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="global batch size, split evenly over DDP processes (overrides train.batch_size)",
+    )
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate of the one-cycle schedule (train.lr)")
     parser.add_argument(
         "--eval-every", type=int, default=None, help="evaluate on dev every this many steps (train.eval_every)"
@@ -71,6 +91,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--eval-batches", type=int, default=None, help="dev batches per evaluation, 0 = all (train.eval_batches)"
     )
     parser.add_argument("--max-minutes", type=float, default=None, help="stop training after this wall time, then test")
+    parser.add_argument(
+        "--stop-at-dev",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="stop training once a dev evaluation reaches VALUE (accuracy at least VALUE; for Adding, MSE at most "
+        "VALUE), then test",
+    )
     parser.add_argument(
         "--trim-padding",
         action="store_true",
@@ -88,6 +116,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--log-every", type=int, default=10, help="write a training row every this many steps")
     parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from the model weights of this checkpoint (best.pt or last.pt of another run; fresh optimiser "
+        "and schedule); ignored when the run folder resumes",
+    )
+    parser.add_argument(
+        "--model-length",
+        type=int,
+        default=None,
+        help="the model's sequence length (default: the data's longest, rounded up to a power of two); e.g. train "
+        "on short sequences a model meant for long ones",
+    )
     parser.set_defaults(run=run)
 
 
@@ -163,32 +205,87 @@ def setup_logging(run_dir: Path) -> None:
 
 
 def say(message: str) -> None:
-    LOG.info(message)
-    tqdm.write(message)
+    """Log and print on rank 0 (every other rank stays quiet)."""
+    if LOG.handlers:
+        LOG.info(message)
+        tqdm.write(message)
+
+
+def model_weights(path: Path, device: torch.device) -> dict:
+    """The model state dict of a ``best.pt`` or ``last.pt`` written by this command."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    if "model" in checkpoint:
+        return checkpoint["model"]
+    if "trainer" in checkpoint:
+        return checkpoint["trainer"]["model"]
+    raise ValueError(f"{path} holds no model weights (expected best.pt or last.pt of `python -m lra train`)")
+
+
+def target_reached(dev: dict[str, float], target: float | None, regression: bool) -> bool:
+    """Whether dev metrics meet ``--stop-at-dev`` (MSE at most the target for regression, else accuracy at least)."""
+    if target is None:
+        return False
+    return dev["mse"] <= target if regression else dev["accuracy"] >= target
+
+
+def per_rank_batch(batch_size: int, context: DistributedContext) -> int:
+    if batch_size % context.world_size:
+        raise ValueError(
+            f"the global batch of {batch_size} does not split evenly over {context.world_size} processes; "
+            f"choose a --batch-size divisible by {context.world_size}"
+        )
+    return batch_size // context.world_size
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait for every rank (core.engine.distributed has no barrier of its own)."""
+    if context.enabled:
+        dist.barrier()
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Train and test as ``args`` say; returns the content of ``result.json`` (on every rank)."""
+    return fit(args)[0]
+
+
+def fit(args: argparse.Namespace) -> tuple[dict, Trainer]:
+    """:func:`run`, also returning the trainer (its model holds the weights that were tested)."""
     config = resolve_config(args)
     extra = attention_options(args.attention_option)
     data_dir = args.data or Path("data/lra") / args.task
     run_dir = args.run_dir or Path("runs/lra") / f"{args.task}-{args.attention}-seed{args.seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    context = init_distributed(device)
+    if device.type == "cuda" and context.enabled:
+        device = torch.device("cuda", context.local_rank)
+    main = context.is_main
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        setup_logging(run_dir)
+    else:
+        LOG.handlers.clear()
     seed_everything(args.seed)
     datasets = load_data(data_dir, config, args.reference_pixel_mask)
     max_length = int(datasets["train"].split.meta.get("max_length") or config["max_length"])
     seq_len = model_sequence_length(max_length)
+    if args.model_length is not None:
+        if args.model_length < max_length:
+            raise ValueError(
+                f"--model-length {args.model_length} is shorter than the data's {max_length} tokens; pass at least "
+                f"{max_length}"
+            )
+        seq_len = args.model_length
     model, eta, schedule = build_model(config, args.attention, seq_len, extra)
     regression = config["kind"] == "adding"
     train_cfg = config["train"]
-    trainer = Trainer(model, eta, regression, train_cfg, device, amp=not args.no_amp)
+    batch_size = per_rank_batch(train_cfg["batch_size"], context)
+    trainer = Trainer(model, eta, regression, train_cfg, device, amp=not args.no_amp, context=context)
     collate = Collate(pad_to=seq_len, trim=args.trim_padding)
 
     state = {"step": 0, "best": None, "best_step": None, "elapsed": 0.0}
-    metrics = MetricLogger(run_dir)
+    metrics = MetricLogger(run_dir, enabled=main)
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if last_path.is_file() and not args.no_resume:
         checkpoint = load_checkpoint(last_path, map_location=device)
@@ -205,17 +302,26 @@ def run(args: argparse.Namespace) -> dict:
         metrics.load_existing()
         metrics.truncate(checkpoint["metric_rows"])
         say(f"resumed from {last_path} at step {state['step']}")
-    elif args.no_resume and metrics.jsonl_path.exists():
-        metrics.truncate(0)
+    else:
+        if args.no_resume and metrics.jsonl_path.exists():
+            metrics.truncate(0)
+        if args.init_from is not None:
+            trainer.module.load_state_dict(model_weights(args.init_from, device))
+            say(f"weights from {args.init_from}")
+    if context.enabled:
+        # every rank its own dropout stream, reproducible from (seed, rank, step) after a resume
+        torch.manual_seed(args.seed + 1_000_003 * (context.rank + 1) + state["step"])
 
     parameters = sum(p.numel() for p in model.parameters())
     say(
         f"{args.task} | attention {args.attention} -> layers {schedule} | eta {eta} | {parameters} parameters | "
         f"seq_len {seq_len} | {len(datasets['train'])}/{len(datasets['dev'])}/{len(datasets['test'])} examples | {device}"
+        + (f" | DDP {context.world_size} x {batch_size} ({context.backend})" if context.enabled else "")
     )
-    batches = EpochBatches(len(datasets["train"]), train_cfg["batch_size"], args.seed, consumed=state["step"])
-    train_loader = loader(datasets["train"], train_cfg["batch_size"], collate, args.workers, batches)
-    dev_loader = loader(datasets["dev"], train_cfg["batch_size"], collate, args.workers)
+    train_loader = training_batches(
+        datasets["train"], batch_size, args.seed, collate, state["step"], context, args.workers
+    )
+    dev_loader = loader(shard(datasets["dev"], context), batch_size, collate, args.workers)
 
     def checkpoint_last() -> None:
         save_checkpoint(
@@ -236,7 +342,9 @@ def run(args: argparse.Namespace) -> dict:
     meter = PeakMemory(device)
     meter.start()
     started = time.time() - state["elapsed"]
-    progress = tqdm(total=steps, initial=state["step"], desc=f"{args.task}/{args.attention}", unit="step")
+    progress = tqdm(
+        total=steps, initial=state["step"], desc=f"{args.task}/{args.attention}", unit="step", disable=not main
+    )
     window = []
     for batch in train_loader:
         if state["step"] >= steps:
@@ -250,21 +358,26 @@ def run(args: argparse.Namespace) -> dict:
             metrics.log(
                 kind="train",
                 step=state["step"],
-                loss=np.mean([r.loss for r in window]),
-                task_loss=np.mean([r.task_loss for r in window]),
-                ksvd=np.mean([r.ksvd for r in window]),
+                loss=reduce_mean(np.mean([r.loss for r in window])),
+                task_loss=reduce_mean(np.mean([r.task_loss for r in window])),
+                ksvd=reduce_mean(np.mean([r.ksvd for r in window])),
                 lr=trainer.scheduler.get_last_lr()[0],
                 seconds=time.time() - started,
             )
             window = []
         out_of_time = args.max_minutes is not None and time.time() - started > 60 * args.max_minutes
+        if context.enabled and args.max_minutes is not None:
+            out_of_time = reduce_mean(float(out_of_time)) > 0  # all ranks stop at the same step
+        reached = False
         if state["step"] % train_cfg["eval_every"] == 0 or state["step"] == steps or out_of_time:
             dev = trainer.evaluate(dev_loader, train_cfg["eval_batches"])
+            reached = target_reached(dev, args.stop_at_dev, regression)
             better, score = is_better(dev, state["best"], regression)
             eligible = state["step"] > train_cfg["best_after_fraction"] * steps
             if better and eligible:
                 state["best"], state["best_step"] = score, state["step"]
-                save_checkpoint({"model": trainer.model.state_dict(), "step": state["step"], "dev": dev}, best_path)
+                if main:
+                    save_checkpoint({"model": trainer.module.state_dict(), "step": state["step"], "dev": dev}, best_path)
             metrics.log(
                 kind="dev",
                 step=state["step"],
@@ -276,19 +389,22 @@ def run(args: argparse.Namespace) -> dict:
                 + (" (best)" if better and eligible else "")
             )
             state["elapsed"] = time.time() - started
-            checkpoint_last()
-        if out_of_time:
+            if main:
+                checkpoint_last()
+        if out_of_time or reached:
             stopped_early = True
-            say(f"stopping at step {state['step']}: --max-minutes {args.max_minutes} reached")
+            why = f"--max-minutes {args.max_minutes}" if out_of_time else f"--stop-at-dev {args.stop_at_dev}"
+            say(f"stopping at step {state['step']}: {why} reached")
             break
     progress.close()
     train_seconds = time.time() - started
     peak = meter.peak_bytes()
 
-    test_loader = loader(datasets["test"], train_cfg["batch_size"], collate, args.workers)
+    test_loader = loader(shard(datasets["test"], context), batch_size, collate, args.workers)
     test_from = "final"
-    if best_path.is_file():
-        trainer.model.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
+    barrier(context)  # rank 0 has written best.pt
+    if state["best_step"] is not None and best_path.is_file():
+        trainer.module.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
         test_from = f"best dev checkpoint (step {state['best_step']})"
     test = trainer.evaluate(test_loader)
     result = {
@@ -311,13 +427,16 @@ def run(args: argparse.Namespace) -> dict:
         "peak_memory_mb": round(peak / 2**20, 1),
         "memory_method": meter.method,
         "device": str(device),
+        "processes": context.world_size,
         "amp": trainer.amp,
         "config": config,
         "attention_options": extra,
         "data": str(data_dir),
+        "init_from": str(args.init_from) if args.init_from is not None else None,
     }
-    write_json(result, run_dir / "result.json")
-    plot_curves(metrics.rows, run_dir / "curves.png", f"{args.task} / {args.attention}")
+    if main:
+        write_json(result, run_dir / "result.json")
+        plot_curves(metrics.rows, run_dir / "curves.png", f"{args.task} / {args.attention}")
     trivial = (
         f"trivial MSE {result['trivial_mse']:.4f}"
         if regression
@@ -328,4 +447,4 @@ def run(args: argparse.Namespace) -> dict:
         f"test ({test_from}): accuracy {test['accuracy']:.4f}{extra_metric} | {trivial} | "
         f"{train_seconds:.1f} s, peak {result['peak_memory_mb']} MB | {run_dir / 'result.json'}"
     )
-    return result
+    return result, trainer

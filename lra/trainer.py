@@ -1,10 +1,14 @@
 """The LRA training loop of the PyTorch LRA code (Nystromformer/Skyformer/Primal-Attention, Chen et al., NeurIPS
 2023): AdamW, linear one-cycle schedule, gradient value clipping, evaluation every k steps on dev batches,
 best-dev checkpoint evaluated on the test set, AMP only on CUDA, and the KSVD term ``eta * core.ksvd_loss``.
+
+Under DDP (``core.engine.distributed``) each rank trains on its own shard of every epoch, gradients are averaged by
+DistributedDataParallel, and evaluation sums over the ranks' shards, so every rank sees the same metrics.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -14,9 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 import core
+from core.engine import DistributedContext, make_loader, reduce_mean, wrap_model
 from core.losses import clear_ksvd
 from lra.data.arrays import Collate, LRADataset
 from lra.data.synthetic import ADDING_TOLERANCE
@@ -29,27 +34,40 @@ class StepResult:
     ksvd: float
 
 
-class EpochBatches:
-    """Endless batches of shuffled indices: epoch e uses permutation ``rng(seed + e)``, dropping the remainder.
+def training_batches(
+    dataset: LRADataset,
+    batch_size: int,
+    seed: int,
+    collate: Collate,
+    consumed: int = 0,
+    context: DistributedContext | None = None,
+    workers: int = 0,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless training batches: epoch e is ``core.engine.make_loader(..., epoch=e)``, shuffled from (seed, e),
+    one shard per rank under DDP, the last partial batch dropped.
 
-    Starting from ``consumed`` batches makes resumption exact without saving sampler state.
+    Starting after ``consumed`` batches makes resumption exact without saving sampler state.
+
+    Args:
+        batch_size (int): examples per rank and step.
+        consumed (int): batches this rank has already trained on.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, consumed: int = 0) -> None:
-        if size < batch_size:
-            raise ValueError(
-                f"the training split has {size} examples, fewer than one batch of {batch_size}; lower --batch-size"
-            )
-        self.size, self.batch_size, self.seed, self.consumed = size, batch_size, seed, consumed
-        self.per_epoch = size // batch_size
+    def epoch_loader(epoch: int) -> DataLoader:
+        return make_loader(dataset, batch_size, shuffle=True, seed=seed, epoch=epoch, context=context,
+                           drop_last=True, collate_fn=collate, num_workers=workers)  # fmt: skip
 
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch, position = divmod(self.consumed, self.per_epoch)
-        while True:
-            order = np.random.default_rng(self.seed + epoch).permutation(self.size)
-            for b in range(position, self.per_epoch):
-                yield order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-            epoch, position = epoch + 1, 0
+    per_epoch = len(epoch_loader(0))
+    if per_epoch == 0:
+        ranks = context.world_size if context is not None else 1
+        raise ValueError(
+            f"the training split has {len(dataset)} examples, fewer than one batch of {batch_size} on each of "
+            f"{ranks} process(es); lower --batch-size"
+        )
+    epoch, position = divmod(consumed, per_epoch)
+    while True:
+        yield from itertools.islice(epoch_loader(epoch), position, None)
+        epoch, position = epoch + 1, 0
 
 
 def one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int, warmup: int):
@@ -75,12 +93,23 @@ class Trainer:
         regression (bool): MSE loss and the Adding accuracy (|error| < 0.04) instead of cross-entropy.
         train_cfg (dict): the ``train`` section of the task config.
         device (torch.device): where to run; AMP (float16 autocast + GradScaler) only on CUDA when ``amp``.
+        context (DistributedContext, optional): with several ranks the model is wrapped in DDP (``self.model``);
+            ``self.module`` is always the bare model (checkpoints, evaluation, KSVD terms).
     """
 
     def __init__(
-        self, model: nn.Module, eta: float, regression: bool, train_cfg: dict, device: torch.device, amp: bool = True
+        self,
+        model: nn.Module,
+        eta: float,
+        regression: bool,
+        train_cfg: dict,
+        device: torch.device,
+        amp: bool = True,
+        context: DistributedContext | None = None,
     ) -> None:
-        self.model = model.to(device)
+        self.context = context or DistributedContext()
+        self.module = model.to(device)
+        self.model = wrap_model(self.module, self.context)
         self.eta = eta
         self.regression = regression
         self.cfg = train_cfg
@@ -107,7 +136,7 @@ class Trainer:
         with self.autocast():
             outputs = self.model(batch)
         task_loss = self.task_loss(outputs, batch["labels"])
-        ksvd = core.ksvd_loss(self.model).float()  # always consumed, so recorded terms never pile up
+        ksvd = core.ksvd_loss(self.module).float()  # always consumed, so recorded terms never pile up
         loss = task_loss + self.eta * ksvd if self.eta > 0 else task_loss
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -117,9 +146,9 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         if self.cfg.get("grad_clip_value"):
-            nn.utils.clip_grad_value_(self.model.parameters(), self.cfg["grad_clip_value"])
+            nn.utils.clip_grad_value_(self.module.parameters(), self.cfg["grad_clip_value"])
         if self.cfg.get("grad_clip_norm"):
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["grad_clip_norm"])
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg["grad_clip_norm"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -127,15 +156,18 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader, max_batches: int = 0) -> dict[str, float]:
-        """Loss and accuracy (plus MSE for regression) over ``max_batches`` batches (0 = all), per example."""
-        self.model.eval()
+        """Loss and accuracy (plus MSE for regression) over ``max_batches`` batches (0 = all), per example.
+
+        Under DDP each rank passes its own shard (:func:`shard`); the sums are added over the ranks.
+        """
+        self.module.eval()
         total_loss, correct, count = 0.0, 0.0, 0
         for index, batch in enumerate(loader):
             if max_batches and index >= max_batches:
                 break
             batch = move(batch, self.device)
             with self.autocast():
-                outputs = self.model(batch)
+                outputs = self.module(batch)
             labels = batch["labels"]
             n = labels.shape[0]
             total_loss += float(self.task_loss(outputs, labels)) * n
@@ -144,7 +176,11 @@ class Trainer:
             else:
                 correct += float((outputs.argmax(dim=-1) == labels).sum())
             count += n
-        clear_ksvd(self.model)
+        clear_ksvd(self.module)
+        if self.context.enabled:
+            # reduce_mean of per-rank sums times the world size is the sum over ranks
+            total_loss, correct, count = (reduce_mean(x) * self.context.world_size for x in (total_loss, correct, count))
+            count = round(count)
         if count == 0:
             raise ValueError("evaluation saw no examples; the split is empty")
         metrics = {"loss": total_loss / count, "accuracy": correct / count, "examples": count}
@@ -154,23 +190,28 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
 
     def load_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
 
 
-def loader(dataset: LRADataset, batch_size: int, collate: Collate, workers: int = 0, batches=None) -> DataLoader:
-    """A DataLoader in file order (``batches`` = a batch sampler for training)."""
-    if batches is not None:
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers)
+def shard(dataset: LRADataset, context: DistributedContext | None) -> LRADataset | Subset:
+    """Rank r's evaluation examples r, r + W, r + 2W, ...: every example once over the ranks, none repeated."""
+    if context is None or not context.enabled:
+        return dataset
+    return Subset(dataset, range(context.rank, len(dataset), context.world_size))
+
+
+def loader(dataset: LRADataset | Subset, batch_size: int, collate: Collate, workers: int = 0) -> DataLoader:
+    """An evaluation DataLoader in file order."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
 
 

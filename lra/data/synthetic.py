@@ -18,17 +18,18 @@ from __future__ import annotations
 import numpy as np
 
 MIN_LOG2, MAX_LOG2 = 7, 14
+CURRICULUM_MIN_LOG2 = 4  # shorter Adding sequences serve only as the first stages of a length curriculum
 ADDING_TOLERANCE = 0.04
 ORDER_X, ORDER_Y = 4, 5
 ORDER_VOCAB = 6
 TOKEN_OFFSET = 1
 
 
-def check_length(length: int) -> None:
-    """Raise ValueError unless ``length`` is a power of two in 2^7 .. 2^14 (PSF's sizes)."""
-    if length < 2**MIN_LOG2 or length > 2**MAX_LOG2 or length & (length - 1):
+def check_length(length: int, min_log2: int = MIN_LOG2) -> None:
+    """Raise ValueError unless ``length`` is a power of two in 2^min_log2 .. 2^14 (PSF's sizes: 2^7..2^14)."""
+    if length < 2**min_log2 or length > 2**MAX_LOG2 or length & (length - 1):
         raise ValueError(
-            f"sequence length must be a power of two from {2**MIN_LOG2} to {2**MAX_LOG2} (PSF's 2^7..2^14), got {length}"
+            f"sequence length must be a power of two from {2**min_log2} to {2**MAX_LOG2} (PSF's 2^7..2^14), got {length}"
         )
 
 
@@ -40,9 +41,12 @@ def two_sorted_positions(rng: np.random.Generator, count: int, length: int) -> n
     return np.sort(np.stack([first, second], axis=1), axis=1).astype(np.int32)
 
 
-def generate_adding(count: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Adding problem: ``values (M, N)`` float32, ``positions (M, 2)``, ``targets (M,)`` float32."""
-    check_length(length)
+def generate_adding(count: int, length: int, seed: int = 0, min_log2: int = MIN_LOG2) -> dict[str, np.ndarray]:
+    """Adding problem: ``values (M, N)`` float32, ``positions (M, 2)``, ``targets (M,)`` float32.
+
+    ``min_log2`` lowers the shortest allowed length (down to ``CURRICULUM_MIN_LOG2``) for curriculum stages.
+    """
+    check_length(length, max(min_log2, CURRICULUM_MIN_LOG2))
     rng = np.random.default_rng(seed)
     values = (1.0 - 2.0 * rng.random((count, length))).astype(np.float32)
     positions = two_sorted_positions(rng, count, length)

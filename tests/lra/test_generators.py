@@ -139,3 +139,12 @@ def test_connectivity_check_catches_a_wrong_marker():
     image[9:12, 18:21] = 0
     image[20:23, 18:21] = 255  # the second marker is off the line
     assert connectivity_label(image) == 0
+
+
+def test_adding_curriculum_stages_may_be_shorter_than_psf_sizes():
+    arrays = synthetic.generate_adding(8, 16, seed=0, min_log2=synthetic.CURRICULUM_MIN_LOG2)
+    assert arrays["values"].shape == (8, 16)
+    with pytest.raises(ValueError, match="power of two from 16"):
+        synthetic.generate_adding(8, 8, min_log2=0)  # never below the curriculum floor
+    with pytest.raises(ValueError, match="power of two from 128"):
+        synthetic.generate_adding(8, 16)

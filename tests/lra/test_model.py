@@ -10,7 +10,7 @@ import core
 from lra.config import apply_overrides, load_config, model_sequence_length, primal_settings
 from lra.data.arrays import Collate, LRADataset, Split
 from lra.model import build_model
-from lra.trainer import EpochBatches
+from lra.trainer import training_batches
 
 
 def token_batch(batch=3, length=32, vocab=16, seed=0):
@@ -131,9 +131,22 @@ def test_model_length_rounds_up_to_a_power_of_two():
     assert [model_sequence_length(n) for n in (2000, 4000, 1024, 511)] == [2048, 4096, 1024, 512]
 
 
-def test_epoch_batches_resume_exactly():
-    full = list(itertools.islice(iter(EpochBatches(10, 3, seed=4)), 8))
-    resumed = list(itertools.islice(iter(EpochBatches(10, 3, seed=4, consumed=5)), 3))
-    assert resumed == full[5:8]
+def labelled_split(size):
+    ids = np.arange(1, size + 1, dtype=np.int16)[:, None].repeat(2, axis=1)
+    arrays = {"input_ids": ids, "lengths": np.full(size, 2), "labels": np.arange(size)}
+    return LRADataset(Split(arrays, {"kind": "tokens", "max_length": 2}))
+
+
+def test_training_batches_resume_exactly():
+    dataset, collate = labelled_split(10), Collate()
+
+    def labels(consumed, count):
+        batches = training_batches(dataset, 3, seed=4, collate=collate, consumed=consumed)
+        return [batch["labels"].tolist() for batch in itertools.islice(batches, count)]
+
+    full = labels(0, 8)
+    assert labels(5, 3) == full[5:8]
     assert len(set(sum(full[:3], []))) == 9  # one epoch never repeats an example
     assert full[:3] != full[3:6]  # each epoch is reshuffled
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        next(training_batches(labelled_split(2), 3, seed=0, collate=collate))

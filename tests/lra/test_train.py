@@ -8,6 +8,7 @@ import pytest
 from lra.__main__ import main
 from lra.data import synthetic
 from lra.data.arrays import pad_ids, write_split
+from lra.train import target_reached
 
 
 def token_splits(folder, rng, length=24, vocab=16, classes=10, size=12):
@@ -236,3 +237,26 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
         == 2
     )
     assert "expects 'tokens'" in capsys.readouterr().err
+
+
+def test_init_from_another_run_and_a_longer_model(tmp_path):
+    synthetic_splits(tmp_path / "data", "adding")
+    first = train("adding", "linear", tmp_path / "data", tmp_path / "short", "--steps", "2", "--model-length", "256",
+                  "--set", "model.positions=false")  # fmt: skip
+    assert first["seq_len"] == 256
+    second = train("adding", "linear", tmp_path / "data", tmp_path / "long", "--steps", "2", "--model-length", "256",
+                   "--set", "model.positions=false", "--init-from", str(tmp_path / "short/checkpoints/last.pt"))  # fmt: skip
+    assert second["init_from"].endswith("last.pt")
+    assert "weights from" in (tmp_path / "long" / "train.log").read_text()
+    assert main(["train", "--task", "adding", "--attention", "linear", "--data", str(tmp_path / "data"), "--run-dir",
+                 str(tmp_path / "bad"), "--model-length", "64"]) == 2  # fmt: skip
+
+
+def test_stop_at_dev_ends_training_at_the_first_evaluation_that_meets_it(tmp_path):
+    make_data("listops", tmp_path / "data")
+    result = train("listops", "linear", tmp_path / "data", tmp_path / "run", "--steps", "6", "--stop-at-dev", "0")
+    assert result["steps_done"] == 2 and result["stopped_early"]
+    assert "--stop-at-dev 0.0 reached" in (tmp_path / "run" / "train.log").read_text()
+    assert target_reached({"mse": 0.01, "accuracy": 0.0}, 0.02, regression=True)
+    assert not target_reached({"mse": 0.03, "accuracy": 1.0}, 0.02, regression=True)
+    assert not target_reached({"accuracy": 0.5}, None, regression=False)
