@@ -11,14 +11,13 @@
 
 Both generate their data when it is missing, train through ``python -m lra train`` (same code path, resumable
 run folders), record the results in ``docs/results/lra.json`` and rewrite ``docs/results/lra.md``, which puts
-our numbers beside the baselines and the published LRA ListOps accuracies for context.
+our numbers beside the baselines and the published LRA ListOps accuracies for context (:mod:`lra.results_page`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
@@ -28,19 +27,9 @@ from pathlib import Path
 import torch
 
 import core
-from core.engine import write_json
+from lra.results_page import update_results
 
 RESULTS = Path("docs/results/lra.md")
-
-# Published ListOps test accuracy (%), full-length (2K tokens) LRA trained to convergence on accelerators.
-PUBLISHED_LISTOPS = (
-    ("PrimalFormer", 37.3, "Primal-Attention (Chen et al., 2023), Table 2"),
-    ("Primal.+Trans.", 37.3, "Primal-Attention, Table 2"),
-    ("Transformer (PyTorch LRA code)", 37.1, "Primal-Attention, Table 2"),
-    ("Performer", 18.8, "Primal-Attention, Table 2"),
-    ("Transformer (JAX)", 36.37, "LRA (Tay et al., 2021)"),
-    ("Linear Trans. (JAX)", 16.13, "LRA (Tay et al., 2021)"),
-)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -188,8 +177,12 @@ def common_train_flags(args: argparse.Namespace) -> list[str]:
 
 def machine() -> dict:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in load], "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in load],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def run_listops(args: argparse.Namespace) -> dict:
@@ -220,8 +213,12 @@ def run_listops(args: argparse.Namespace) -> dict:
         "date": datetime.date.today().isoformat(),
         "machine_before": before,
         "machine_after": machine(),
-        "data": {"folder": str(data), "min_length": args.min_length, "max_length": args.max_length,
-                 "sizes": [args.train, args.dev, args.test]},
+        "data": {
+            "folder": str(data),
+            "min_length": args.min_length,
+            "max_length": args.max_length,
+            "sizes": [args.train, args.dev, args.test],
+        },
         "run": _summary(result, run_dir),
     }
     update_results(args.results, "listops", record)
@@ -293,8 +290,12 @@ def run_adding(args: argparse.Namespace) -> dict:
         "machine_before": before,
         "machine_after": machine(),
         "wall_minutes": round((time.time() - started) / 60, 2),
-        "data": {"folder": str(data), "length": args.length, "curriculum": args.curriculum,
-                 "sizes": [args.train, args.dev, args.test]},  # fmt: skip
+        "data": {
+            "folder": str(data),
+            "length": args.length,
+            "curriculum": args.curriculum,
+            "sizes": [args.train, args.dev, args.test],
+        },  # fmt: skip
         "runs": runs,
     }
     update_results(args.results, "adding", record)
@@ -302,8 +303,21 @@ def run_adding(args: argparse.Namespace) -> dict:
 
 
 LISTOPS_FLAGS = ("minutes", "attention", "min_length", "max_length", "steps", "batch_size", "lr", "warmup", "dropout", "seed")
-ADDING_FLAGS = ("length", "total_minutes", "curriculum", "short_share", "short_steps", "short_lr", "steps", "lr",
-                "stop_mse", "batch_size", "warmup", "dropout", "seed")
+ADDING_FLAGS = (
+    "length",
+    "total_minutes",
+    "curriculum",
+    "short_share",
+    "short_steps",
+    "short_lr",
+    "steps",
+    "lr",
+    "stop_mse",
+    "batch_size",
+    "warmup",
+    "dropout",
+    "seed",
+)
 
 
 def _flags(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -316,118 +330,22 @@ def _flags(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 def _summary(result: dict, run_dir: Path) -> dict:
     """The fields of a ``result.json`` that the tables show."""
-    keys = ("attention", "layers", "parameters", "seq_len", "steps_done", "steps_planned", "best_step", "train_seconds",
-            "majority_accuracy", "trivial_mse", "trivial_accuracy")
+    keys = (
+        "attention",
+        "layers",
+        "parameters",
+        "seq_len",
+        "steps_done",
+        "steps_planned",
+        "best_step",
+        "train_seconds",
+        "majority_accuracy",
+        "trivial_mse",
+        "trivial_accuracy",
+    )
     entry = {key: result[key] for key in keys if key in result}
     entry["test"] = {k: v for k, v in result["test"].items() if k != "examples"}
     entry["test_examples"] = result["test"]["examples"]
     entry["model"] = result["config"]["model"]
     entry["run_dir"] = str(run_dir)
     return entry
-
-
-def update_results(path: Path, key: str, record: dict) -> None:
-    """Store ``record`` under ``key`` in the JSON beside ``path`` and rewrite the markdown from all records."""
-    store_path = path.with_suffix(".json")
-    store = json.loads(store_path.read_text()) if store_path.is_file() else {}
-    store[key] = record
-    write_json(store, store_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(store))
-    print(f"results in {path} and {store_path}")
-
-
-def render(store: dict) -> str:
-    lines = [
-        "# LRA suite: CPU benchmark results",
-        "",
-        "Written by `python -m lra benchmark listops` and `python -m lra benchmark adding` (see `docs/lra.md`); re-run",
-        "the commands rather than editing this file. The raw numbers are in `lra.json` beside it.",
-        "",
-    ]
-    if "listops" in store:
-        lines += _render_listops(store["listops"])
-    if "adding" in store:
-        lines += _render_adding(store["adding"])
-    return "\n".join(lines) + "\n"
-
-
-def _load(record: dict) -> str:
-    before, after = record["machine_before"]["load_average"][0], record["machine_after"]["load_average"][0]
-    return f"{record['machine_before']['cpus']} CPUs, 1-minute load average {before} before and {after} after"
-
-
-def _model(model: dict) -> str:
-    return f"{model['num_layers']} layers, width {model['dim']}, FFN {model['ffn_dim']}, dropout {model['dropout']}"
-
-
-def _render_listops(record: dict) -> list[str]:
-    run, data = record["run"], record["data"]
-    test, majority = run["test"]["accuracy"], run["majority_accuracy"]
-    train, dev, test_size = data["sizes"]
-    lines = [
-        f"## ListOps, generated, {data['min_length']} < length < {data['max_length']} tokens",
-        "",
-        f"`{record['command']}` on {record['date']} ({_load(record)}).",
-        f"Data: {train} / {dev} / {test_size} expressions of the LRA grammar; model: {_model(run['model'])}, layers "
-        f"{', '.join(run['layers'])}.",
-        "",
-        "| model | steps (planned) | training time | test accuracy | majority-class rate | difference |",
-        "|---|---|---|---|---|---|",
-        f"| {run['attention']} | {run['steps_done']} ({run['steps_planned']}) | {run['train_seconds'] / 60:.1f} min | "
-        f"{100 * test:.1f} % | {100 * majority:.1f} % | {100 * (test - majority):+.1f} points |",
-        "",
-        "For context, published ListOps test accuracies on the full task (up to 2,000 tokens, trained to convergence "
-        "on accelerators; not comparable in length or budget):",
-        "",
-        "| model | ListOps accuracy | source |",
-        "|---|---|---|",
-        *[f"| {model} | {value} % | {source} |" for model, value, source in PUBLISHED_LISTOPS],
-        "",
-    ]
-    return lines
-
-
-def _render_adding(record: dict) -> list[str]:
-    data, runs = record["data"], record["runs"]
-    beaten = sum(run["test"]["mse"] < run["trivial_mse"] for run in runs)
-    stages = data.get("curriculum") or []
-    curriculum = (
-        f"Each mechanism trains on N = {', '.join(map(str, stages))} in turn (one model without position "
-        f"embeddings; a stage ends when its dev MSE reaches the stop value or its time is up), then on "
-        f"N = {data['length']}, where the best dev checkpoint is tested."
-        if stages
-        else f"Each mechanism trains on N = {data['length']} only."
-    )
-    lines = [
-        f"## Adding (PSF), N = {data['length']}, every linear-complexity mechanism",
-        "",
-        f"`{record['command']}` on {record['date']} ({_load(record)}); {record['wall_minutes']} minutes for all "
-        f"{len(runs)} mechanisms. Data: {' / '.join(map(str, data['sizes']))} sequences per length; model: "
-        f"{_model(runs[0]['model'])}. {curriculum} The trivial predictor answers the training mean; accuracy "
-        "counts |error| < 0.04 (PSF's rule).",
-        "",
-        f"**{beaten} of {len(runs)}** mechanisms reach a test MSE below the trivial predictor's.",
-        "",
-        f"| mechanism | complexity | curriculum steps (N: steps) | steps at N = {data['length']} | training s | "
-        "test MSE | trivial MSE | MSE / trivial | test accuracy | trivial accuracy |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        mse, trivial = run["test"]["mse"], run["trivial_mse"]
-        warm = run.get("curriculum", [])
-        steps = ", ".join(f"{stage['length']}: {stage['steps_done']}" for stage in warm) or "-"
-        seconds = run["train_seconds"] + sum(stage["train_seconds"] for stage in warm)
-        lines.append(
-            f"| `{run['attention']}` | {run['complexity']} | {steps} | {run['steps_done']} | {seconds:.0f} | "
-            f"{mse:.4f} | {trivial:.4f} | {mse / trivial:.3f} | {100 * run['test']['accuracy']:.1f} % | "
-            f"{100 * run['trivial_accuracy']:.1f} % |"
-        )
-    lines += [
-        "",
-        "For context: PSF-Attn trains Adding for 20 epochs of 200,000 sequences (100,000 steps of batch 40, "
-        "Khalitov et al., 2022); these runs get about a minute each on a shared CPU, so the bar is the trivial "
-        "predictor, not PSF's accuracy.",
-        "",
-    ]
-    return lines

@@ -318,9 +318,7 @@ def fit(args: argparse.Namespace) -> tuple[dict, Trainer]:
         f"seq_len {seq_len} | {len(datasets['train'])}/{len(datasets['dev'])}/{len(datasets['test'])} examples | {device}"
         + (f" | DDP {context.world_size} x {batch_size} ({context.backend})" if context.enabled else "")
     )
-    train_loader = training_batches(
-        datasets["train"], batch_size, args.seed, collate, state["step"], context, args.workers
-    )
+    train_loader = training_batches(datasets["train"], batch_size, args.seed, collate, state["step"], context, args.workers)
     dev_loader = loader(shard(datasets["dev"], context), batch_size, collate, args.workers)
 
     def checkpoint_last() -> None:
@@ -342,9 +340,7 @@ def fit(args: argparse.Namespace) -> tuple[dict, Trainer]:
     meter = PeakMemory(device)
     meter.start()
     started = time.time() - state["elapsed"]
-    progress = tqdm(
-        total=steps, initial=state["step"], desc=f"{args.task}/{args.attention}", unit="step", disable=not main
-    )
+    progress = tqdm(total=steps, initial=state["step"], desc=f"{args.task}/{args.attention}", unit="step", disable=not main)
     window = []
     for batch in train_loader:
         if state["step"] >= steps:

@@ -17,6 +17,7 @@ from lra.model import build_model
 from lra.train import fit, per_rank_batch
 from tests.lra.test_train import make_data
 
+
 def train_rank(rank, world_size, port, out, data):
     """One DDP rank in a forked child: the real ``python -m lra train`` code path, then the final weights to disk."""
     try:
