@@ -20,6 +20,7 @@ from torch import nn
 
 from core.attention.base import ProjectedAttention
 from core.ops.feature_weights import FASTFOOD, WEIGHT_NAMES, draw_fastfood, draw_weights, fastfood_transform
+from core.ops.lean_features import lean_positive_feature_attention
 from core.ops.linear import accumulation_dtype
 from core.ops.random_features import (
     COMPONENTS,
@@ -127,6 +128,9 @@ class RandomFeatureAttention(ProjectedAttention):
         quadrature_points (int): points of the Gauss-Hermite rule for "sgq". Default: 5.
         qmc_sequence (str): "sobol" or "halton" for "qmc". Default: "sobol".
         chunk_size (int): chunk length of the causal op. Default: 64.
+        recompute_features (bool): non-causal PosRF/GERF/OPRF/SADERF (softmax kernel) attend through
+            :func:`core.ops.lean_features.lean_positive_feature_attention`, which rebuilds the feature maps in the
+            backward pass instead of storing them (same values and gradients, far less memory). Default: True.
         **kwargs: ``qkv_bias``, ``out_bias``, ``dropout`` of :class:`ProjectedAttention`.
     """
 
@@ -147,6 +151,7 @@ class RandomFeatureAttention(ProjectedAttention):
         quadrature_points: int = 5,
         qmc_sequence: str = "sobol",
         chunk_size: int = 64,
+        recompute_features: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(dim, num_heads, causal, **kwargs)
@@ -170,6 +175,7 @@ class RandomFeatureAttention(ProjectedAttention):
         self.component, self.kernel, self.num_features = component, kernel, num_features
         self.statistics, self.momentum, self.compat = statistics, momentum, spectraformer_compat
         self.redraw_interval, self.chunk_size = redraw_interval, chunk_size
+        self.recompute_features = recompute_features
         self.training_calls = 0
         options = {"quadrature_points": quadrature_points} if weights == "sgq" else {}
         if weights == "qmc":
@@ -271,11 +277,38 @@ class RandomFeatureAttention(ProjectedAttention):
             if self.training_calls and self.training_calls % self.redraw_interval == 0:
                 self.redraw()
             self.training_calls += 1
+        if self._lean_path():
+            return self._lean_attend(q, k, v, key_padding_mask)
         qf, kf = self.feature_maps(q, k, key_padding_mask)
         mask = key_padding_mask
         if self.compat and mask is not None:  # upstream zeroes V and lets padded keys into the normaliser
             v, mask = v * mask[:, None, :, None].to(v.dtype), None
         return random_feature_attention(qf, kf, v, mask, self.causal, self.chunk_size)
+
+    def _lean_path(self) -> bool:
+        if not self.recompute_features or self.causal or self.compat or self.component == "trigrf":
+            return False
+        return self.component != "saderf" or self.kernel == "softmax"  # SADERF-Gaussian needs the keys' own norms
+
+    def _lean_attend(self, q, k, v, key_padding_mask):
+        """The feature maps of :meth:`feature_maps` with A folded into the weight rows, recomputed in backward."""
+        acc = accumulation_dtype(q.dtype)
+        omega = self.feature_weights().to(acc)
+        scale = self.head_dim**-0.25
+        if self.component == "posrf":
+            a = None
+        elif self.component == "gerf":
+            a = self._gerf_a().to(acc)[None, :, None, None]
+        else:
+            a, q, k, _ = self._statistics_setup(q.to(acc) * scale, k.to(acc) * scale, key_padding_mask)
+            scale = 1.0
+        if a is None:
+            weight, bias = scale * omega, None
+        else:
+            weight = (1 - 4 * a).sqrt() * scale * omega
+            bias = a * omega.pow(2).sum(-1).unsqueeze(-2)
+        kappa = scale**2 / 2 if self.kernel == "softmax" else scale**2
+        return lean_positive_feature_attention(q, k, v, weight, bias, key_padding_mask, kappa)
 
     def attention_matrix(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The ``[B, H, N, N]`` row-normalised matrix ``f(q_i) . f(k_j) / sum_j f(q_i) . f(k_j)`` this module applies."""

@@ -118,17 +118,24 @@ class PlainLinearBaseline(ProjectedAttention):
         return linear_attention(qf, kf, v, key_padding_mask)
 
 
-def time_forward_backward(module: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median seconds of ``module(x)`` forward + backward after one warm-up."""
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        module(x).pow(2).mean().backward()
-        x.grad = None
-        module.zero_grad(set_to_none=True)
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _forward_backward_seconds(module: torch.nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    module(x).pow(2).mean().backward()
+    x.grad = None
+    module.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def time_against(module: torch.nn.Module, baseline: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict:
+    """Forward + backward of ``module`` and ``baseline`` in alternation (one warm-up each, then ``repeats`` pairs).
+
+    Returns medians of both times and the median of the per-pair ratios: each pair runs back to back, so a load
+    change on a shared machine moves both sides of a ratio together.
+    """
+    _forward_backward_seconds(module, x), _forward_backward_seconds(baseline, x)
+    pairs = [(_forward_backward_seconds(module, x), _forward_backward_seconds(baseline, x)) for _ in range(repeats)]
+    return {"time_s": statistics.median(a for a, _ in pairs), "linear_time_s": statistics.median(b for _, b in pairs),
+            "ratio": statistics.median(a / b for a, b in pairs)}
 
 
 def run_timing(args: argparse.Namespace, combos: list[tuple[str, str]]) -> list[dict]:
@@ -142,10 +149,8 @@ def run_timing(args: argparse.Namespace, combos: list[tuple[str, str]]) -> list[
         torch.manual_seed(0)
         module = build_attention("random_features", args.dim, args.heads, causal=args.causal, component=component,
                                  weights=weights, num_features=m)
-        seconds = time_forward_backward(module, x, args.repeats)
-        reference = time_forward_backward(baseline, x, args.repeats)  # interleaved: both see the same load
         rows.append({"component": component, "weights": weights, "num_features": m, "length": args.time_length,
-                     "time_s": seconds, "linear_time_s": reference, "ratio": seconds / reference})
+                     **time_against(module, baseline, x, args.repeats)})
     return rows
 
 
