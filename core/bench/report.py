@@ -74,26 +74,30 @@ def _ratio(row: dict, base: dict | None, key: str) -> str:
 
 
 def plot_results(results: list[dict], path: str | Path, title: str = "") -> Path | None:
-    """Log-log time and memory vs N, one line per target (floors dashed)."""
+    """Log-log time and memory vs N, one line per target (floors dashed), the legend beside the axes.
+
+    Colours repeat every ten targets, so the marker changes with each group of ten.
+    """
     plt = pyplot()
 
     ok = [r for r in results if r.get("status") == "ok"]
     if not ok:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for target in dict.fromkeys(r["target"] for r in ok):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    markers = ["o", "s", "^", "D"]
+    for i, target in enumerate(dict.fromkeys(r["target"] for r in ok)):
         rows = sorted((r for r in ok if r["target"] == target), key=lambda r: r["length"])
-        style = "--" if target.endswith(":floor") else "-"
+        style = dict(linestyle="--" if target.endswith(":floor") else "-", marker=markers[(i // 10) % len(markers)])
         lengths = [r["length"] for r in rows]
-        axes[0].plot(lengths, [r["time_ms"] for r in rows], style, marker="o", label=target)
-        axes[1].plot(lengths, [max(r["peak_mb"], 1e-3) for r in rows], style, marker="o", label=target)
+        axes[0].plot(lengths, [r["time_ms"] for r in rows], label=target, **style)
+        axes[1].plot(lengths, [max(r["peak_mb"], 1e-3) for r in rows], label=target, **style)
     for axis, label in zip(axes, ["forward+backward time (ms)", "peak memory (MB)"]):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.set_xlabel("sequence length N")
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 

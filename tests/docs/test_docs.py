@@ -305,6 +305,29 @@ def test_relative_links_resolve(path):
     assert not broken, "links to missing files:\n" + "\n".join(broken)
 
 
+def pages_reachable_from(index: Path) -> set[Path]:
+    """Markdown files reached from ``index`` through relative links, following links inside the same folder tree."""
+    seen, todo = {index.resolve()}, [index.resolve()]
+    while todo:
+        page = todo.pop()
+        for _, target in relative_links(page.read_text()):
+            linked = (page.parent / unquote(target.split("#", 1)[0])).resolve()
+            if linked.suffix == ".md" and linked.is_file() and linked.is_relative_to(index.parent.resolve()):
+                if linked not in seen:
+                    seen.add(linked)
+                    todo.append(linked)
+    return seen
+
+
+def test_results_index_reaches_every_results_page():
+    index = ROOT / "docs" / "results" / "README.md"
+    if not index.exists():
+        pytest.skip("docs/results/README.md does not exist yet")
+    pages = {path.resolve() for path in index.parent.rglob("*.md")}
+    unlisted = sorted(_relative(path) for path in pages - pages_reachable_from(index))
+    assert not unlisted, "results pages that docs/results/README.md does not lead to (add a row):\n" + "\n".join(unlisted)
+
+
 def test_repository_paths_in_commands_exist():
     missing = [f"{where[0]}: {path}" for path, where in COMMANDS.paths.items() if not (ROOT / path).exists()]
     assert not missing, "commands name files that do not exist:\n" + "\n".join(missing)
@@ -365,6 +388,15 @@ def test_link_check_finds_missing_files_only(tmp_path):
     broken = broken_links(page, SYNTHETIC)
     assert [entry.split(": ", 1)[1] for entry in broken] == ["missing/file.md#part", "another-missing.md"]
     assert broken[0].endswith(":3: missing/file.md#part")
+
+
+def test_results_index_walk_finds_unlinked_pages(tmp_path):
+    (tmp_path / "README.md").write_text("[a](a.md) and [outside](../x.md)\n")
+    (tmp_path / "a.md").write_text("[table](a_table.md)\n")
+    for name in ["a_table.md", "orphan.md"]:
+        (tmp_path / name).write_text("# page\n")
+    reached = {path.name for path in pages_reachable_from(tmp_path / "README.md")}
+    assert reached == {"README.md", "a.md", "a_table.md"}
 
 
 def test_command_extraction_on_synthetic_markdown():
