@@ -75,7 +75,8 @@ class TrainConfig:
     reprob: float = _opt(0.25, "random-erasing probability")
     remode: str = _opt("pixel", "random-erasing fill mode")
     recount: int = _opt(1, "random-erasing count")
-    train_crop: str = _opt("auto", "rrc (RandomResizedCrop) | pad (random crop of a padded image) | auto (pad if <= 32 px)")
+    train_crop: str = _opt("auto", "rrc (RandomResizedCrop) | pad (random crop of a padded image) | auto (pad if <= 32 "
+                           "px) | none (the whole image, resized as for evaluation)")
     hflip: float = _opt(0.5, "horizontal-flip probability")
     eval_crop_pct: float = _opt(0.875, "centre-crop fraction at evaluation (224/256)")
     mixup: float = _opt(0.8, "Mixup alpha (0 = off)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 from timm.data import create_transform
+from timm.data.transforms import str_to_interp_mode
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
@@ -29,6 +30,7 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DATASETS = ("imagenet", "imagenet100", "folder", "fashion_mnist")
 SPLITS = ("train", "val")
+TRAIN_CROPS = ("auto", "rrc", "pad", "none")
 
 
 @dataclass(frozen=True)
@@ -216,9 +218,14 @@ def build_transform(training: bool, img_size: int, info: DatasetInfo, augment: T
         re_count=augment.recount, hflip=augment.hflip, mean=info.mean, std=info.std,
     )
     _allow_posterize_to_zero_bits(transform)
-    if augment.train_crop not in ("auto", "rrc", "pad"):
-        raise ValueError(f"train_crop must be 'auto', 'rrc' or 'pad', got {augment.train_crop!r}")
+    if augment.train_crop not in TRAIN_CROPS:
+        raise ValueError(f"train_crop must be one of {TRAIN_CROPS}, got {augment.train_crop!r}")
     if augment.train_crop == "pad" or (augment.train_crop == "auto" and small):
         transform.transforms[0] = transforms.RandomCrop(img_size, padding=max(1, img_size // 8))
+    elif augment.train_crop == "none":  # the whole image, sized as for evaluation
+        transform.transforms[0] = transforms.Compose([
+            transforms.Resize(img_size, interpolation=str_to_interp_mode(augment.interpolation)),
+            transforms.CenterCrop(img_size),
+        ])
     return transform
 

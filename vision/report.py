@@ -42,6 +42,9 @@ def run_summary(run: str | Path) -> dict[str, Any]:
         "train_images_per_s": train.get("images_per_s"), "seconds_per_1k_steps": train.get("seconds_per_1k_steps"),
         "peak_memory_gb": train.get("peak_memory_gb"), "status": result["status"], "config": config,
     }
+    if result.get("cpu_seconds") and result.get("wall_seconds"):
+        # CPU seconds of the first process per second of its wall time: its share of the cores it could use
+        row["core_share"] = result["cpu_seconds"] / result["wall_seconds"] / (row["threads"] or 1)
     if row["images_seen"] and result.get("train_seconds"):
         row["run_images_per_s"] = row["images_seen"] / result["train_seconds"]  # all processes, evaluations included
     return row
@@ -54,20 +57,20 @@ def _cell(value: Any, fmt: str) -> str:
 def runs_table(rows: list[dict[str, Any]], labels: list[str]) -> str:
     """The measured runs as a Markdown table: test accuracy, training time, throughput (training images per second
     of training time over all processes, evaluations between epochs included), time per 1K updates and peak memory
-    (of one process) in the last epoch."""
-    header = ("| model | primal blocks | parameters | processes x threads | training min | epochs | updates | "
+    (of one process) in the last epoch. The core share is the first process's CPU seconds per wall second and
+    thread: below 1 when other work on the machine took part of its cores."""
+    header = ("| model | blocks | parameters | processes x threads | core share | training min | epochs | updates | "
               "test top-1 | test top-5 | img/s (all processes) | s / 1K steps | peak memory GB |")
     lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for label, row in zip(labels, rows):
-        depth = row["depth"]
-        blocks = ", ".join(str(i) for i in row["primal_blocks"]) or "none"
-        if depth:
-            blocks += f" (of {depth})"
+        primal = len(row["primal_blocks"])
+        blocks = f"{row['depth'] - primal} softmax + {primal} primal" if row["depth"] else f"{primal} primal"
         layout = f"{row['processes']} x {row['threads'] or 'default'}"
         epochs = row["epochs"]
         if row["images_seen"] and row["config"].get("dataset") == "fashion_mnist":
             epochs = row["images_seen"] / 60000
-        cells = [label, blocks, _cell(row["parameters"], "{:,}"), layout, _cell(row["train_minutes"], "{:.1f}"),
+        cells = [label, blocks, _cell(row["parameters"], "{:,}"), layout, _cell(row.get("core_share"), "{:.2f}"),
+                 _cell(row["train_minutes"], "{:.1f}"),
                  _cell(epochs, "{:.1f}"), _cell(row["steps"], "{:,}"), _cell(row["top1"], "**{:.2f}**"),
                  _cell(row["top5"], "{:.2f}"),
                  _cell(row.get("run_images_per_s", row["train_images_per_s"]), "{:.0f}"),
@@ -162,8 +165,9 @@ def write_report(
         plot = output.with_name(f"{output.stem}_spectrum.png")
         shutil.copyfile(stem.with_suffix(".png"), plot)
         parts += ["## Attention spectrum", "", f"![cumulative singular values]({plot.name})", "",
-                  f"Normalised cumulative singular value at k = 1 (mean over {data['num_images']} test images and "
-                  "the heads; 1.0 means rank one):", "", "| model, block | at k = 1 |", "|---|---|"]
+                  f"Share of the largest singular value in the sum (the curves' first point; mean over "
+                  f"{data['num_images']} test images and the heads; 1.0 means rank one):", "",
+                  "| model, block | largest / sum |", "|---|---|"]
         parts += [f"| {name} | {value:.3f} |" for name, value in data["first_index"].items()]
         parts.append("")
     parts += ["## The paper, for context (Table 7a)", "",

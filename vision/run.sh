@@ -40,7 +40,7 @@ case "$MODE" in
     compare_and_plot "$OUT/fashion_mnist_softmax" "$OUT/fashion_mnist_primal" "$OUT/fashion_mnist" \
       "${REPORT:-docs/results/vision.md}" --target 85 \
       --title "Vision: Primal.+DeiT and DeiT on Fashion-MNIST, $MINUTES minutes on $FASHION_NPROC CPU cores each" \
-      --command "vision/run.sh fashion $*" \
+      --command "vision/run.sh fashion${*:+ $*}" \
       --note "The models trained one after another, not side by side: each as $FASHION_NPROC processes of one thread (DDP over gloo) on a machine with $(nproc) cores, for $MINUTES minutes of wall-clock time, then one evaluation on the 10,000 test images."
     ;;
   in100|in1k)
@@ -53,7 +53,7 @@ case "$MODE" in
     done
     compare_and_plot "$OUT/deit_small_$MODE" "$OUT/primal_deit_small_$MODE" "$OUT/$MODE" \
       "${REPORT:-docs/results/vision_$MODE.md}" --title "Vision: DeiT-S and Primal.+DeiT-S on $MODE" \
-      --command "vision/run.sh $MODE $DATA $*"
+      --command "vision/run.sh $MODE $DATA${*:+ $*}"
     ;;
   *)
     echo "unknown mode '$MODE': use fashion, in100 or in1k (see the comments at the top of vision/run.sh)" >&2

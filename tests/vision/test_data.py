@@ -98,6 +98,16 @@ def test_deit_transforms_on_rgb_and_grayscale(auto_augment, image_folder, fashio
         assert raw[0][0].shape == (info.in_chans, 32, 32)
 
 
+def test_train_crop_none_keeps_the_whole_image(fashion_dir):
+    dataset = build_dataset("fashion_mnist", fashion_dir, "train")
+    info = dataset_info("fashion_mnist", dataset)
+    plain = TrainConfig(auto_augment="none", color_jitter=0.0, reprob=0.0, hflip=0.0, train_crop="none")
+    image = dataset[3][0]
+    torch.testing.assert_close(build_transform(True, 28, info, plain)(image), build_transform(False, 28, info, plain)(image))
+    with pytest.raises(ValueError, match="train_crop must be one of"):
+        build_transform(True, 28, info, TrainConfig(train_crop="centre"))
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_randaugment_posterize_at_the_top_magnitude_keeps_training(mode):
     # magnitude 10 of the increasing posterize keeps 0 bits, which recent Pillow refuses

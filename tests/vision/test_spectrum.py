@@ -54,7 +54,8 @@ def test_spectrum_command_compares_checkpoints(image_folder, tmp_path, capsys):
     assert main(["report", str(tmp_path / "deit"), str(tmp_path / "primal"), "--label", "DeiT", "Primal", "--spectrum",
                  str(stem), "--target", "101", "--output", str(page)]) == 0
     text = page.read_text()
-    assert "| DeiT | none (of 2) |" in text and "| Primal | 1 (of 2) |" in text and "not reached" in text
+    assert "| DeiT | 2 softmax + 0 primal |" in text and "| Primal | 1 softmax + 1 primal |" in text
+    assert "not reached" in text
     assert "| Primal.+DeiT-Small/16 | 75.7 | 79.8 |" in text  # the paper's Table 7a for context
     assert "](vision_spectrum.png)" in text and (tmp_path / "docs" / "vision_spectrum.png").stat().st_size > 0
     resume_from_weights = ["train", "--dataset", "folder", "--data-path", str(image_folder), "--img-size", "32",
