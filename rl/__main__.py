@@ -1,4 +1,4 @@
-"""``python -m rl {collect,train,evaluate,benchmark}``: the Decision Transformer suite (Chen et al., 2021) with
+"""``python -m rl {collect,train,evaluate,benchmark,report}``: the Decision Transformer suite (Chen et al., 2021) with
 Primal.+DT (Chen et al., NeurIPS 2023) on D4RL-layout data and gymnasium MuJoCo.
 """
 
@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rl import benchmark, collect, evaluate, train
+from rl import benchmark, collect, evaluate, report, train
 
 COMMANDS = {
     "collect": (collect, "record D4RL-layout .hdf5 data from gymnasium MuJoCo with random and ARS-trained policies"),
     "train": (train, "train a Decision Transformer / Primal.+DT on offline data, then evaluate it"),
     "evaluate": (evaluate, "return-conditioned rollouts of a trained checkpoint, with D4RL normalised scores"),
     "benchmark": (benchmark, "train several models for the same time on one data set and compare with its mean return"),
+    "report": (report, "write the results page (docs/results/rl.md) again from a finished benchmark's JSON"),
 }
 
 

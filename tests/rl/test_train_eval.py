@@ -122,7 +122,7 @@ def test_benchmark_compares_models_with_the_dataset_mean(tiny_hopper, tmp_path):
     config.write_text(json.dumps({**TINY, "max_steps": 2, "final_eval_episodes": 1}))
     out = tmp_path / "bench"
     assert cli(["benchmark", "--dataset", str(tiny_hopper), "--models", "primal+dt", "linear", "--minutes", "5",
-                "--config", str(config), "--run-dir", str(out)]) == 0
+                "--config", str(config), "--run-dir", str(out), "--no-report"]) == 0
     summary = json.loads((out / "benchmark.json").read_text())
     assert list(summary["models"]) == ["primal+dt", "linear"]
     mean = summary["dataset_return_mean"]
