@@ -8,8 +8,11 @@ JapaneseVowels (shipped with sktime), paper protocol, seed 666, and prints the t
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -78,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "shuffled batches as the original code")
     train.add_argument("--eval-batch-size", type=int, default=64, help="series per evaluation batch")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads per run (default: the cores divided among --jobs)")
+    train.add_argument("--jobs", type=int, default=None,
+                       help="runs trained at once in worker processes (default on CPU: one per core, at most one per "
+                       "run; small models use cores better as separate 1-thread runs than as one multi-thread run; "
+                       "1 on GPU)")
 
     output = parser.add_argument_group("output and resumption")
     output.add_argument("--out", default="runs/timeseries", help="output folder (runs, summary JSON/CSV, plots)")
@@ -114,13 +122,36 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key) for key in keys}
 
 
+def plan_jobs(num_runs: int, device: torch.device, jobs: int | None, threads: int | None) -> tuple[int, int | None]:
+    """``(worker processes, threads per run)``: on CPU by default one worker per core (at most one per run) with the
+    cores shared out; on GPU one run at a time. Explicit values win."""
+    cores = os.cpu_count() or 1
+    if jobs is None:
+        jobs = 1 if device.type != "cpu" else max(1, min(num_runs, cores))
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if threads is None and device.type == "cpu" and jobs > 1:
+        threads = max(1, cores // jobs)
+    return min(jobs, max(num_runs, 1)), threads
+
+
+def _train_in_worker(task: dict) -> dict:
+    """One run in a worker process (spawned: its own torch threads and data)."""
+    if task["threads"]:
+        torch.set_num_threads(task["threads"])
+    data = load_uea(task["dataset"], task["data_dir"], task["protocol"], task["val_ratio"], task["split_seed"])
+    return train_run(task["config"], data, task["model"], task["seed"], task["run_dir"], torch.device(task["device"]),
+                     **task["options"])
+
+
 def run(args: argparse.Namespace) -> list[dict]:
-    """Every (data set, model, seed) run of ``args``; returns the summary rows."""
+    """Every (data set, model, seed) run of ``args``, ``--jobs`` at a time; returns the summary rows."""
     datasets = list(PAPER_DATASETS) if args.dataset == ["all"] else args.dataset
     models = _models(args.model)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = select_device(args.device)
+    jobs, threads = plan_jobs(len(models) * len(args.seeds), device, args.jobs, args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     for dataset in datasets:  # fail before any training if a data set is missing
         find_dataset_files(dataset, args.data_dir)
     out = Path(args.out)
@@ -129,22 +160,36 @@ def run(args: argparse.Namespace) -> list[dict]:
     deadline = None if args.time_limit is None else time.monotonic() + 60.0 * args.time_limit
     for dataset in datasets:
         data = load_uea(dataset, args.data_dir, args.protocol, args.val_ratio, args.split_seed)
-        print(f"{dataset}: {data.summary()}", file=sys.stderr)
-        curves = {}
+        print(f"{dataset}: {data.summary()}" + (f"; {jobs} runs at a time, {threads} thread(s) each" if jobs > 1 else ""),
+              file=sys.stderr)
+        tasks = []
         for model in models:
             config = resolve_config(dataset, model, args.config, _overrides(args))
             for seed in args.seeds:
                 run_dir = out / dataset / args.protocol / model / f"seed{seed}"
-                result = train_run(config, data, model, seed, run_dir, device, resume=not args.fresh,
-                                   checkpoint_every=args.checkpoint_every, keep_checkpoint=args.keep_checkpoints,
-                                   eval_batch_size=args.eval_batch_size, progress=not args.no_progress,
-                                   deadline=deadline)
-                results.append(result)
-                curves[f"{model} seed {seed}"] = read_metrics(run_dir)
+                options = dict(resume=not args.fresh, checkpoint_every=args.checkpoint_every,
+                               keep_checkpoint=args.keep_checkpoints, eval_batch_size=args.eval_batch_size,
+                               progress=not args.no_progress, deadline=deadline)
+                tasks.append({"dataset": dataset, "data_dir": args.data_dir, "protocol": args.protocol,
+                              "val_ratio": args.val_ratio, "split_seed": args.split_seed, "config": config,
+                              "model": model, "seed": seed, "run_dir": str(run_dir), "device": str(device),
+                              "threads": threads, "options": options})
+        if jobs == 1:
+            finished = [train_run(t["config"], data, t["model"], t["seed"], t["run_dir"], device, **t["options"])
+                        for t in tasks]
+        else:
+            for position, task in enumerate(tasks):
+                task["options"]["progress_position"] = position % jobs
+            # spawn: fresh interpreters (no forked thread pools); the deadline is time.monotonic(), shared by all
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                finished = list(pool.map(_train_in_worker, tasks))
+        results.extend(finished)
+        curves = {f"{t['model']} seed {t['seed']}": read_metrics(t["run_dir"]) for t in tasks}
         plot_learning_curves(curves, out / dataset / f"curves_{args.protocol}.png", title=f"{dataset} ({args.protocol})")
         rows = summarise(results)
         write_json({"rows": rows, "runs": results, "wall_seconds": time.perf_counter() - started,
-                    "device": str(device), "threads": torch.get_num_threads()}, out / "summary.json")
+                    "device": str(device), "threads": torch.get_num_threads(), "jobs": jobs},
+                   out / "summary.json")
         write_summary_csv(rows, out / "summary.csv")
     return rows
 

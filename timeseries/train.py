@@ -128,6 +128,7 @@ def train_run(
     eval_batch_size: int = 64,
     progress: bool = True,
     deadline: float | None = None,
+    progress_position: int | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; write ``result.json``, ``metrics.{jsonl,csv}``, ``log.txt`` and ``model_best.pt``.
 
@@ -145,6 +146,7 @@ def train_run(
         progress: show a tqdm bar.
         deadline: a ``time.monotonic()`` value; after the epoch that passes it the run checkpoints and raises
             :class:`TimeLimitReached` (for wall-clock limits of shared machines and cluster jobs).
+        progress_position: terminal line of the bar when several runs train in parallel processes.
 
     Returns:
         The result dict (also in ``result.json``); ``accuracy`` is the protocol's test accuracy in %.
@@ -193,7 +195,8 @@ def train_run(
     generator = torch.Generator()
     log = (run_dir / "log.txt").open("a")
     bar = tqdm(range(state["epoch"] + 1, epochs + 1), desc=f"{data.name} {model_name} seed {seed}", unit="ep",
-               disable=not progress, initial=state["epoch"], total=epochs, dynamic_ncols=True, leave=True)
+               disable=not progress, initial=state["epoch"], total=epochs, dynamic_ncols=True, leave=True,
+               position=progress_position)
     for epoch in bar:
         start, cpu_start = time.perf_counter(), time.process_time()
         model.train()
