@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from core.engine import (
     DistributedContext,
     MetricLogger,
+    barrier,
     init_distributed,
     load_checkpoint,
     reduce_mean,
@@ -123,12 +123,6 @@ def per_rank_batch(batch_size: int, context: DistributedContext) -> int:
             f"choose a --batch-size divisible by {context.world_size}"
         )
     return batch_size // context.world_size
-
-
-def barrier(context: DistributedContext) -> None:
-    """Wait for every rank (core.engine.distributed has no barrier of its own)."""
-    if context.enabled:
-        dist.barrier()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -286,7 +280,7 @@ def fit(args: argparse.Namespace) -> tuple[dict, Trainer]:
 
     test_loader = loader(shard(datasets["test"], context), batch_size, collate, args.workers)
     test_from = "final"
-    barrier(context)  # rank 0 has written best.pt
+    barrier()  # rank 0 has written best.pt
     if state["best_step"] is not None and best_path.is_file():
         trainer.module.load_state_dict(load_checkpoint(best_path, map_location=device)["model"])
         test_from = f"best dev checkpoint (step {state['best_step']})"

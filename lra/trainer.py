@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 import core
-from core.engine import DistributedContext, make_loader, reduce_mean, wrap_model
+from core.engine import DistributedContext, make_loader, reduce_sum, wrap_model
 from core.losses import clear_ksvd
 from lra.data.arrays import Collate, LRADataset
 from lra.data.synthetic import ADDING_TOLERANCE
@@ -178,8 +178,7 @@ class Trainer:
             count += n
         clear_ksvd(self.module)
         if self.context.enabled:
-            # reduce_mean of per-rank sums times the world size is the sum over ranks
-            total_loss, correct, count = (reduce_mean(x) * self.context.world_size for x in (total_loss, correct, count))
+            total_loss, correct, count = (reduce_sum(x) for x in (total_loss, correct, count))
             count = round(count)
         if count == 0:
             raise ValueError("evaluation saw no examples; the split is empty")

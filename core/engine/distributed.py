@@ -73,22 +73,45 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def reduce_mean(value: torch.Tensor | float) -> float:
-    """Mean of a scalar over all ranks (the value itself without a process group)."""
+def _all_reduce_sum(value: torch.Tensor | float) -> tuple[torch.Tensor, int]:
     tensor = torch.as_tensor(value, dtype=torch.float64)
     if dist.is_available() and dist.is_initialized():
         tensor = tensor.to("cuda" if dist.get_backend() == "nccl" else "cpu")
         dist.all_reduce(tensor)
-        tensor = tensor / dist.get_world_size()
-    return float(tensor)
+        return tensor, dist.get_world_size()
+    return tensor, 1
 
 
-def wrap_model(model: torch.nn.Module, context: DistributedContext) -> torch.nn.Module:
-    """Wrap in DistributedDataParallel when running with several processes (device ids on GPU only)."""
+def reduce_mean(value: torch.Tensor | float) -> float:
+    """Mean of a scalar over all ranks (the value itself without a process group)."""
+    tensor, world_size = _all_reduce_sum(value)
+    return float(tensor / world_size)
+
+
+def reduce_sum(value: torch.Tensor | float) -> float:
+    """Sum of a scalar over all ranks, e.g. of per-rank counts (the value itself without a process group)."""
+    return float(_all_reduce_sum(value)[0])
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def wrap_model(
+    model: torch.nn.Module, context: DistributedContext, find_unused_parameters: bool = False
+) -> torch.nn.Module:
+    """Wrap in DistributedDataParallel when running with several processes (device ids on GPU only).
+
+    ``find_unused_parameters`` lets DDP finish a step in which some parameters got no gradient (e.g. a
+    mechanism whose branch is skipped for a batch); it costs a graph walk per step, so it is off by default.
+    """
     if not context.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     parameter = next(model.parameters(), None)
     on_gpu = parameter is not None and parameter.device.type == "cuda"
-    return DistributedDataParallel(model, device_ids=[context.local_rank] if on_gpu else None)
+    return DistributedDataParallel(model, device_ids=[context.local_rank] if on_gpu else None,
+                                   find_unused_parameters=find_unused_parameters)

@@ -72,7 +72,7 @@ DDP_SCRIPT = textwrap.dedent(
     """
     import torch, torch.distributed as dist
     from torch.utils.data import TensorDataset
-    from core.engine import init_distributed, make_loader, reduce_mean, wrap_model, seed_everything
+    from core.engine import barrier, init_distributed, make_loader, reduce_mean, reduce_sum, wrap_model, seed_everything
     ctx = init_distributed(torch.device("cpu"))
     seed_everything(0)
     model = wrap_model(torch.nn.Linear(4, 1), ctx)
@@ -88,6 +88,8 @@ DDP_SCRIPT = textwrap.dedent(
     dist.all_gather(gathered, flat)
     assert torch.equal(gathered[0], gathered[1]), "ranks diverged"
     assert reduce_mean(float(ctx.rank)) == 0.5
+    assert reduce_sum(float(ctx.rank + 1)) == 3.0  # 1 + 2
+    barrier()
     print(f"rank {ctx.rank}/{ctx.world_size} ok backend={ctx.backend} samples={seen[0]}")
     dist.destroy_process_group()
     """
