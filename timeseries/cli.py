@@ -82,11 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-batch-size", type=int, default=64, help="series per evaluation batch")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads per run (default: the cores divided among --jobs)")
-    train.add_argument("--jobs", type=int, default=None,
-                       help="runs trained at once in worker processes (default on CPU: one per core, at most one per "
-                       "run; small models use cores better as separate 1-thread runs than as one multi-thread run; "
-                       "1 on GPU)")
+                       help="torch CPU threads per run (default: torch's choice with one job, else the cores divided "
+                       "among the jobs)")
+    train.add_argument("--jobs", type=int, default=1,
+                       help="runs trained at once in worker processes, the CPU cores shared out among them (1: one "
+                       "run at a time, all cores each)")
 
     output = parser.add_argument_group("output and resumption")
     output.add_argument("--out", default="runs/timeseries", help="output folder (runs, summary JSON/CSV, plots)")
@@ -123,8 +123,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def plan_jobs(num_runs: int, device: torch.device, jobs: int | None, threads: int | None) -> tuple[int, int | None]:
-    """``(worker processes, threads per run)``: on CPU by default one worker per core (at most one per run) with the
-    cores shared out; on GPU one run at a time. Explicit values win."""
+    """``(worker processes, threads per run)``: ``jobs`` workers (None: one per core, at most one per run, on CPU;
+    one on GPU) with the CPU cores shared out among them unless ``threads`` is given."""
     cores = os.cpu_count() or 1
     if jobs is None:
         jobs = 1 if device.type != "cpu" else max(1, min(num_runs, cores))
