@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads per run (default: torch's choice with one job, else the cores divided "
                        "among the jobs)")
-    train.add_argument("--jobs", type=int, default=1,
-                       help="runs trained at once in worker processes, the CPU cores shared out among them (1: one "
-                       "run at a time, all cores each)")
+    train.add_argument("--jobs", type=int, default=None,
+                       help="runs trained at once in worker processes, the CPU cores shared out among them (default on "
+                       "CPU: one single-thread worker per run, at most one more than the cores; 1 on GPU)")
 
     output = parser.add_argument_group("output and resumption")
     output.add_argument("--out", default="runs/timeseries", help="output folder (runs, summary JSON/CSV, plots)")
@@ -123,11 +123,13 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def plan_jobs(num_runs: int, device: torch.device, jobs: int | None, threads: int | None) -> tuple[int, int | None]:
-    """``(worker processes, threads per run)``: ``jobs`` workers (None: one per core, at most one per run, on CPU;
-    one on GPU) with the CPU cores shared out among them unless ``threads`` is given."""
+    """``(worker processes, threads per run)``: ``jobs`` workers with the CPU cores shared out among them unless
+    ``threads`` is given. Default on CPU: one worker per run, at most ``cores + 1`` (single-thread workers use small
+    matrix products better than one run on several threads, and one spare worker balances e.g. three runs on two
+    cores); on GPU one run at a time."""
     cores = os.cpu_count() or 1
     if jobs is None:
-        jobs = 1 if device.type != "cpu" else max(1, min(num_runs, cores))
+        jobs = 1 if device.type != "cpu" else max(1, min(num_runs, cores + 1))
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if threads is None and device.type == "cpu" and jobs > 1:

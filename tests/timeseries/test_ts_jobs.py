@@ -13,6 +13,7 @@ def test_plan_shares_cores_on_cpu_and_runs_one_at_a_time_on_gpu(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert plan_jobs(3, cpu, None, None) == (3, 1)
     assert plan_jobs(2, cpu, None, None) == (2, 2)
+    assert plan_jobs(12, cpu, None, None) == (5, 1)  # at most one worker more than the cores
     assert plan_jobs(1, cpu, None, None) == (1, None)  # one run keeps torch's own thread choice
     assert plan_jobs(9, cpu, 2, 1) == (2, 1)  # explicit values win
     assert plan_jobs(5, gpu, None, None) == (1, None)
