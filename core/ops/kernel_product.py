@@ -40,8 +40,9 @@ def _slices(a: torch.Tensor, b: torch.Tensor) -> tuple[bool, list[slice]]:
 
 def _half_norms(a: torch.Tensor, b: torch.Tensor, s2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``s^2 |a_i|^2 / 2`` as ``[B, H, Na, 1]`` and ``s^2 |b_j|^2 / 2`` as ``[B, H, 1, Nb]``."""
-    half_a = a.pow(2).sum(dim=-1, keepdim=True).mul_(0.5 * s2)
-    half_b = b.pow(2).sum(dim=-1).mul_(0.5 * s2)[..., None, :]
+    # a norm reduction reads each row once, without an [N, d] squared temporary
+    half_a = torch.linalg.vector_norm(a, dim=-1, keepdim=True).square_().mul_(0.5 * s2)
+    half_b = torch.linalg.vector_norm(b, dim=-1).square_().mul_(0.5 * s2)[..., None, :]
     return half_a, half_b
 
 
@@ -53,11 +54,10 @@ class _GaussianKernelProduct(torch.autograd.Function):
         along_a, slices = _slices(a, b)
         if along_a:  # a is long: chunk its rows, s^2 rides on the short b
             b_scaled = b * s2
-            parts = [
-                torch.matmul(_kernel_chunk(a[..., part, :], b_scaled, half_a[..., part, :], half_b, weights), v)
-                for part in slices
-            ]
-            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+            out = v.new_empty(*torch.broadcast_shapes(a.shape[:-2], v.shape[:-2]), a.shape[-2], v.shape[-1])
+            for part in slices:
+                kernel = _kernel_chunk(a[..., part, :], b_scaled, half_a[..., part, :], half_b, weights)
+                torch.matmul(kernel, v, out=out[..., part, :])
         else:  # b is long: chunk its rows and accumulate, s^2 rides on the short a
             a_scaled = a * s2
             out = None
@@ -66,18 +66,20 @@ class _GaussianKernelProduct(torch.autograd.Function):
                 kernel = _kernel_chunk(a_scaled, b[..., part, :], half_a, half_b[..., part], w)
                 term = torch.matmul(kernel, v[..., part, :])
                 out = term if out is None else out.add_(term)
-        ctx.save_for_backward(a, b, v, weights)
+        ctx.save_for_backward(a, b, v, weights, half_a, half_b)
         ctx.s2 = s2
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        a, b, v, weights = ctx.saved_tensors
+        a, b, v, weights, half_a, half_b = ctx.saved_tensors
         s2 = ctx.s2
-        half_a, half_b = _half_norms(a, b, s2)
-        grad_a, grad_b, grad_v = torch.zeros_like(a), torch.zeros_like(b), torch.zeros_like(v)
         along_a, slices = _slices(a, b)
+        # the chunked side's gradient is written chunk by chunk (disjoint rows); the short side's accumulates
+        grad_a = torch.empty_like(a) if along_a else torch.zeros_like(a)
+        grad_b = torch.zeros_like(b) if along_a else torch.empty_like(b)
+        grad_v = torch.zeros_like(v) if along_a else torch.empty_like(v)
         short_scaled = b * s2 if along_a else a * s2
         for part in slices:
             if along_a:
@@ -89,14 +91,22 @@ class _GaussianKernelProduct(torch.autograd.Function):
                 a_c, b_c = short_scaled, b[..., cols, :]  # a_c carries s^2
             g_c, v_c = grad_out[..., rows, :], v[..., cols, :]
             kernel = _kernel_chunk(a_c, b_c, half_a[..., rows, :], half_b[..., cols], w)
-            grad_v[..., cols, :] += torch.matmul(kernel.transpose(-1, -2), g_c)
+            v_grad = torch.matmul(kernel.transpose(-1, -2), g_c)
+            if along_a:
+                grad_v += v_grad
+            else:
+                grad_v[..., cols, :] = v_grad
             # s^2 dL/dt, [B, H, rows, cols]; then dA = dT' B - rowsum(dT') A and dB = dT'^T A - colsum(dT') B.
             d_logits = torch.matmul(g_c, v_c.transpose(-1, -2)).mul_(kernel).mul_(s2)
             a_raw, b_raw = a[..., rows, :], b[..., cols, :]
-            grad_a[..., rows, :] += torch.matmul(d_logits, b_raw).sub_(d_logits.sum(dim=-1, keepdim=True) * a_raw)
-            grad_b[..., cols, :] += torch.matmul(d_logits.transpose(-1, -2), a_raw).sub_(
-                d_logits.sum(dim=-2)[..., None] * b_raw
-            )
+            a_grad = torch.matmul(d_logits, b_raw).sub_(d_logits.sum(dim=-1, keepdim=True) * a_raw)
+            b_grad = torch.matmul(d_logits.transpose(-1, -2), a_raw).sub_(d_logits.sum(dim=-2)[..., None] * b_raw)
+            if along_a:
+                grad_a[..., rows, :] = a_grad
+                grad_b += b_grad
+            else:
+                grad_a += a_grad
+                grad_b[..., cols, :] = b_grad
         return grad_a, grad_b, grad_v, None, None
 
 
