@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from core.engine import write_json
+from core.engine.machine import load_average, machine_description
 from rl.config import TrainConfig
 from rl.plots import plot_benchmark
-from rl.report import DEFAULT_REPORT, load_average, machine_description, write_report
+from rl.report import DEFAULT_REPORT, write_report
 from rl.train import train
 
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
-
-import torch
 
 DEFAULT_REPORT = Path("docs/results/rl.md")
 
@@ -33,27 +30,6 @@ PAPER_TABLE_4 = (
     ("Average", "", "72.2 ± 2.6", "77.5 ± 6.0"),
 )
 LABELS = {"primal+dt": "Primal.+DT (`primal+dt`)", "dt": "DT (`dt`, softmax)"}
-
-
-def machine_description() -> dict[str, Any]:
-    """What the numbers of a run depend on: CPU model, logical CPUs, torch threads, versions, load average."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
-            "python": platform.python_version(), "cuda": torch.cuda.is_available()}
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages, or None where the system does not report them."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def _label(model: str) -> str:
@@ -150,7 +126,7 @@ def render_report(summary: dict[str, Any]) -> str:
     minutes = summary["minutes"]
     duration = f"{minutes:g} minute" + ("" if minutes == 1 else "s")
     lines = [f"# RL: Decision Transformers trained for {duration} each on one offline data set", "",
-             f"Written by `python -m rl benchmark`"
+             "Written by `python -m rl benchmark`"
              + (f" on {summary['finished']}" if summary.get("finished") else "")
              + f"; `python -m rl report {summary.get('run_dir', 'RUN_DIR')}` renders it again from the run's "
              "`benchmark.json`.", ""]

@@ -30,6 +30,7 @@ from core.bench.report import pivot_table, sweep_title, write_sweep
 from core.bench.runner import choose_targets, run_sweep
 from core.bench.spectra import format_spectra, mechanism_spectra, plot_mechanism_spectra
 from core.engine.logging import write_json
+from core.engine.machine import cpu_model
 from core.registry import attention_info, list_attentions
 
 SPECTRUM_SETTINGS = {
@@ -84,13 +85,7 @@ def publish(args: argparse.Namespace, argv: list[str], options: dict, lengths: l
 
 
 def _machine(load: tuple[float, float, float]) -> str:
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return (f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}; "
+    return (f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}; "
             f"load average at the start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
 
 
