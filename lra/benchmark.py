@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 import core
+from core.engine.machine import load_average
 from lra.results_page import update_results
 
 RESULTS = Path("docs/results/lra.md")
@@ -176,10 +177,9 @@ def common_train_flags(args: argparse.Namespace) -> list[str]:
 
 
 def machine() -> dict:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
         "cpus": os.cpu_count(),
-        "load_average": [round(x, 2) for x in load],
+        "load_average": load_average() or [float("nan")] * 3,
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
@@ -226,15 +226,14 @@ def run_listops(args: argparse.Namespace) -> dict:
 
 
 def adding_data(args: argparse.Namespace, length: int) -> Path:
-    from lra.data.arrays import SPLITS, write_split
-    from lra.data.synthetic import CURRICULUM_MIN_LOG2, generate_adding
+    from lra.data.synthetic import CURRICULUM_MIN_LOG2
+    from lra.generate import generate_synthetic
 
     data = args.data_root / f"adding-{length}-seed{args.seed}"
     if not (data / "test" / "meta.json").is_file():
         print(f"generating Adding at N = {length} into {data}")
-        for offset, (split, size) in enumerate(zip(SPLITS, (args.train, args.dev, args.test))):
-            arrays = generate_adding(size, length, seed=args.seed * 1000 + offset, min_log2=CURRICULUM_MIN_LOG2)
-            write_split(data, split, arrays, {"kind": "adding", "task": "adding", "max_length": length, "seed": args.seed})
+        sizes = (args.train, args.dev, args.test)
+        generate_synthetic("adding", data, sizes, args.seed, length, min_log2=CURRICULUM_MIN_LOG2)
     return data
 
 

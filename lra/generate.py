@@ -101,13 +101,16 @@ def generate_listops(
     return {"files": list(files), "label_counts": label_counts}
 
 
-def generate_synthetic(task: str, out: Path, sizes: tuple[int, int, int], seed: int, length: int) -> dict:
-    """Write array splits of Adding or Temporal Order at ``length``; each split has its own seed."""
+def generate_synthetic(task: str, out: Path, sizes: tuple[int, int, int], seed: int, length: int, **options) -> dict:
+    """Write array splits of Adding or Temporal Order at ``length``; each split has its own seed.
+
+    ``options`` go to the generator, e.g. ``min_log2`` of :func:`lra.data.synthetic.generate_adding`.
+    """
     make = synthetic.generate_adding if task == "adding" else synthetic.generate_temporal_order
     kind = "adding" if task == "adding" else "tokens"
     info = {}
     for offset, (name, size) in enumerate(tqdm(list(zip(SPLITS, sizes)), desc=f"{task} splits")):
-        arrays = make(size, length, seed=seed * 1000 + offset)
+        arrays = make(size, length, seed=seed * 1000 + offset, **options)
         write_split(out, name, arrays, {"kind": kind, "task": task, "max_length": length, "seed": seed})
         info[name] = size
     return {"splits": info, "length": length}
