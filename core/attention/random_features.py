@@ -27,6 +27,7 @@ from core.ops.random_features import (
     KERNELS,
     compat_gerf_features,
     compat_trig_features,
+    folded_gerf_weights,
     optimal_positive_a,
     pair_statistic,
     positive_attention_features,
@@ -302,11 +303,7 @@ class RandomFeatureAttention(ProjectedAttention):
         else:
             a, q, k, _ = self._statistics_setup(q.to(acc) * scale, k.to(acc) * scale, key_padding_mask)
             scale = 1.0
-        if a is None:
-            weight, bias = scale * omega, None
-        else:
-            weight = (1 - 4 * a).sqrt() * scale * omega
-            bias = a * omega.pow(2).sum(-1).unsqueeze(-2)
+        weight, bias = folded_gerf_weights(omega, a, scale)
         kappa = scale**2 / 2 if self.kernel == "softmax" else scale**2
         return lean_positive_feature_attention(q, k, v, weight, bias, key_padding_mask, kappa)
 

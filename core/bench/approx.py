@@ -15,7 +15,6 @@ import argparse
 import itertools
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.attention.base import ProjectedAttention
+from core.bench.measure import forward_backward_seconds
 from core.engine.logging import write_json
 from core.engine.plotting import pyplot, save_figure
 from core.ops.feature_weights import WEIGHT_NAMES
@@ -118,22 +118,14 @@ class PlainLinearBaseline(ProjectedAttention):
         return linear_attention(qf, kf, v, key_padding_mask)
 
 
-def _forward_backward_seconds(module: torch.nn.Module, x: torch.Tensor) -> float:
-    start = time.perf_counter()
-    module(x).pow(2).mean().backward()
-    x.grad = None
-    module.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
-
-
 def time_against(module: torch.nn.Module, baseline: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict:
     """Forward + backward of ``module`` and ``baseline`` in alternation (one warm-up each, then ``repeats`` pairs).
 
     Returns medians of both times and the median of the per-pair ratios: each pair runs back to back, so a load
     change on a shared machine moves both sides of a ratio together.
     """
-    _forward_backward_seconds(module, x), _forward_backward_seconds(baseline, x)
-    pairs = [(_forward_backward_seconds(module, x), _forward_backward_seconds(baseline, x)) for _ in range(repeats)]
+    forward_backward_seconds(module, x), forward_backward_seconds(baseline, x)
+    pairs = [(forward_backward_seconds(module, x), forward_backward_seconds(baseline, x)) for _ in range(repeats)]
     return {"time_s": statistics.median(a for a, _ in pairs), "linear_time_s": statistics.median(b for _, b in pairs),
             "ratio": statistics.median(a / b for a, b in pairs)}
 

@@ -15,13 +15,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from dataclasses import replace
 
 import torch
 from tqdm import tqdm
 
-from core.bench.measure import BenchConfig, build_module
+from core.bench.measure import BenchConfig, build_module, forward_backward_seconds
 from core.engine.logging import write_json
 
 
@@ -29,28 +28,15 @@ def time_round_robin(configs: list[BenchConfig], rounds: int, progress: bool = T
     """Seconds of forward+backward for each config in each round: ``[round][config]``, after one warm-up each."""
     device = torch.device(configs[0].device)
     dtype = getattr(torch, configs[0].dtype)
-    steps = []
+    entries = []
     for config in configs:
         module, floor = build_module(config)
-        module = module.to(device=device, dtype=dtype)
         x = torch.randn(config.batch, config.length, config.dim, device=device, dtype=dtype, requires_grad=True)
-        steps.append((module, module.projection_floor if floor else module, x))
-
-    def step(index: int) -> float:
-        module, run, x = steps[index]
-        start = time.perf_counter()
-        run(x).float().pow(2).mean().backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-        return elapsed
-
-    for index in range(len(steps)):
-        step(index)
-    return [[step(i) for i in range(len(steps))] for _ in tqdm(range(rounds), desc="rounds", disable=not progress,
-                                                                file=sys.stderr)]
+        entries.append((module.to(device=device, dtype=dtype), x, floor))
+    for entry in entries:
+        forward_backward_seconds(*entry)
+    return [[forward_backward_seconds(*entry) for entry in entries]
+            for _ in tqdm(range(rounds), desc="rounds", disable=not progress, file=sys.stderr)]
 
 
 def summarise(targets: list[str], times: list[list[float]], reference: str) -> list[dict]:

@@ -52,6 +52,19 @@ def build_module(config: BenchConfig) -> tuple[torch.nn.Module, bool]:
     return module, floor
 
 
+def forward_backward_seconds(module: torch.nn.Module, x: torch.Tensor, floor: bool = False) -> float:
+    """Seconds of one forward+backward of ``module`` on ``x`` (of its projection floor with ``floor``), synchronised
+    on CUDA; gradients are cleared afterwards, outside the timed span."""
+    run = module.projection_floor if floor else module
+    start = time.perf_counter()
+    run(x).float().pow(2).mean().backward()
+    synchronize(x.device)
+    elapsed = time.perf_counter() - start
+    module.zero_grad(set_to_none=True)
+    x.grad = None
+    return elapsed
+
+
 def measure(config: BenchConfig) -> dict:
     """Time forward+backward of ``config`` and measure its peak memory; returns a JSON-able dict."""
     torch.set_num_threads(config.threads)
@@ -60,23 +73,10 @@ def measure(config: BenchConfig) -> dict:
     module, floor = build_module(config)
     module = module.to(device=device, dtype=dtype)
     x = torch.randn(config.batch, config.length, config.dim, device=device, dtype=dtype, requires_grad=True)
-    run = module.projection_floor if floor else module
-
-    def step() -> None:
-        out = run(x)
-        out.float().pow(2).mean().backward()
-        module.zero_grad(set_to_none=True)
-        x.grad = None
-
-    step()  # warm-up: allocator, kernels, lazy init
+    forward_backward_seconds(module, x, floor)  # warm-up: allocator, kernels, lazy init
     meter = PeakMemory(device)
     meter.start()
-    times = []
-    for _ in range(max(config.repeats, 1)):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+    times = [forward_backward_seconds(module, x, floor) for _ in range(max(config.repeats, 1))]
     peak = meter.peak_bytes()
     return {
         **asdict(config),

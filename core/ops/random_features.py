@@ -185,13 +185,30 @@ def gerf_exponents(
     Returns:
         torch.Tensor: ``[B, H, N, m]``.
     """
+    if a is not None and a.dim() >= 2 and a.shape[-2] > 1:  # one A per position: B cannot be folded into omega
+        b = (1 - 4 * a).sqrt()
+        return b * torch.matmul(x, (input_scale * omega).transpose(-1, -2)) + a * omega.pow(2).sum(-1).unsqueeze(-2)
+    weight, bias = folded_gerf_weights(omega, a, input_scale)
+    exponent = torch.matmul(x, weight.transpose(-1, -2))
+    return exponent if bias is None else exponent.add_(bias)
+
+
+def folded_gerf_weights(
+    omega: torch.Tensor, a: torch.Tensor | None = None, input_scale: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The GERF exponent ``A ||omega_r||^2 + B omega_r . (s x)`` as weight rows and a row term, for one A per head.
+
+    Args:
+        omega (torch.Tensor): ``[H, m, d]``.
+        a (torch.Tensor, optional): A broadcastable to ``[B, H, 1, 1]``; None means A = 0.
+        input_scale (float): s.
+
+    Returns:
+        ``(W = B s omega [(B,) H, m, d], c = A ||omega_r||^2 [B or 1, H, 1, m] or None)``.
+    """
     if a is None:
-        return torch.matmul(x, (input_scale * omega).transpose(-1, -2))
-    b = (1 - 4 * a).sqrt()
-    norms = a * omega.pow(2).sum(-1).unsqueeze(-2)
-    if a.dim() >= 2 and a.shape[-2] > 1:  # one A per position: B cannot be folded into omega
-        return b * torch.matmul(x, (input_scale * omega).transpose(-1, -2)) + norms
-    return torch.matmul(x, (b * input_scale * omega).transpose(-1, -2)).add_(norms)
+        return input_scale * omega, None
+    return (1 - 4 * a).sqrt() * input_scale * omega, a * omega.pow(2).sum(-1).unsqueeze(-2)
 
 
 def _masked_max(t: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
