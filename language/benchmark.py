@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.engine import write_json
+from core.engine.machine import load_average
 from language import evaluate, prepare, train
 from language.config import load_config, parse_overrides
 from language.data.corpus import check_binarized
@@ -166,7 +167,7 @@ def summarise(args: argparse.Namespace, trainings: list[dict], evaluations: list
         "data": str(args.data),
         "overrides": list(args.overrides),
         "primal_overrides": list(args.primal_overrides),
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "load_average_after": load_average(),
         "cpu_count": os.cpu_count(),
         "valid_ppl": {name: m["valid_ppl"] for name, m in models.items()},
         "updates": {name: m["updates"] for name, m in models.items()},
@@ -183,7 +184,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     ``OUT/benchmark.json`` (and to the markdown report unless ``--no-report``)."""
     ensure_corpus(args.data)
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_average()
     begin = time.monotonic()
     trainings = _train_all(args)
     evaluations = [_evaluate(args, name) for name in RIVALS]

@@ -14,8 +14,6 @@ Writes into FOLDER (``docs/results`` for the published page):
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -23,14 +21,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 from core.bench import approx
 from core.bench.report import pivot_table, sweep_title, write_sweep
 from core.bench.runner import choose_targets, run_sweep
 from core.bench.spectra import format_spectra, mechanism_spectra, plot_mechanism_spectra
 from core.engine.logging import write_json
-from core.engine.machine import cpu_model
+from core.engine.machine import load_average, machine_description
 from core.registry import attention_info, list_attentions
 
 SPECTRUM_SETTINGS = {
@@ -49,7 +45,7 @@ def publish(args: argparse.Namespace, argv: list[str], options: dict, lengths: l
         lengths, repeats: the sequence lengths and timed repeats already chosen for ``--quick`` or not.
     """
     folder = Path(args.report)
-    started, load = time.time(), os.getloadavg()
+    started, load = time.time(), load_average()
     sweeps = {}
     for causal in (False, True):
         mode_args = argparse.Namespace(**{**vars(args), "causal": causal})
@@ -84,9 +80,12 @@ def publish(args: argparse.Namespace, argv: list[str], options: dict, lengths: l
     return 0
 
 
-def _machine(load: tuple[float, float, float]) -> str:
-    return (f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, Python {platform.python_version()}; "
-            f"load average at the start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)")
+def _machine(load: list[float] | None) -> str:
+    machine = machine_description()
+    text = f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']}, Python {machine['python']}"
+    if load is None:
+        return text
+    return text + f"; load average at the start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)"
 
 
 def _best_per_feature_count(rows: list[dict]) -> str:
@@ -121,7 +120,7 @@ def _sweep_section(title: str, stem: str, results: list[dict], common: dict) -> 
 
 
 def render_page(args: argparse.Namespace, command: str, sweeps: dict, accuracy: dict, spectra: dict, spectrum: dict,
-                load: tuple[float, float, float], seconds: float) -> str:
+                load: list[float] | None, seconds: float) -> str:
     """The Markdown of ``core.md``."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     config = accuracy["config"]
