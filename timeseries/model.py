@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.nn import LearnedPositionalEmbedding, build_layers, flatten_pool
+from core.nn import Dropout, LearnedPositionalEmbedding, build_layers, flatten_pool
 
 
 class UEAClassifier(nn.Module):
@@ -67,9 +67,10 @@ class UEAClassifier(nn.Module):
             activation="gelu",
             norm_first=False,
             attention_options=attention_options,
+            ffn_real_tokens_only=mask_attention,  # padded steps never reach a real step's output
         )
         self.final_norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(max_len * d_model, num_classes)
 
     def encode(self, x: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:

@@ -49,6 +49,7 @@ def build_model(config: dict[str, Any], model_name: str, data: UEAData) -> UEACl
             "max_seq_len": data.max_len,
             "ksvd_reduction": "sample",
             "original_padding": config["original_padding"],
+            "save_projections": True,  # UEA series are short: keeping q and k beats recomputing them
         },
         "softmax": {"attention_dropout": config["dropout"]},
     }

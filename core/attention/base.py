@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.ops.masks import check_key_padding_mask
+from core.nn.dropout import Dropout
 
 
 def check_dims(dim: int, num_heads: int) -> None:
@@ -62,7 +63,7 @@ class ProjectedAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim, bias=qkv_bias)
         self.v_proj = nn.Linear(dim, dim, bias=qkv_bias) if uses_values else None
         self.out_proj = nn.Linear(dim, dim, bias=out_bias)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}, causal={self.causal}"

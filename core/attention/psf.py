@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.attention.base import ProjectedAttention, check_dims
+from core.nn.dropout import Dropout
 from core.ops.chord import chord_indices, chord_product, chord_product_matrix
 from core.ops.chord_shift import shift_product
 from core.registry import register_attention
@@ -118,7 +119,7 @@ class PSFAttention(nn.Module):
         self.value_mlp = nn.Sequential(nn.Linear(dim, value_hidden), nn.GELU(), nn.Linear(value_hidden, value_dim))
         self.factor_mlps = FactorMLPs(dim, num_factors, factor_hidden, num_heads * self.num_links)
         self.out_proj = nn.Linear(value_dim, dim, bias=out_bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}, causal={self.causal}, num_factors={self.num_factors}"

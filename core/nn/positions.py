@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from core.nn.dropout import Dropout
+
 
 class LearnedPositionalEmbedding(nn.Module):
     """Adds a learned ``(max_len, dim)`` table to ``x: (B, N, dim)``, followed by dropout.
@@ -27,7 +29,7 @@ class LearnedPositionalEmbedding(nn.Module):
             nn.init.normal_(self.weight, std=0.02)
         else:
             raise ValueError(f"init must be 'uniform' or 'normal', got {init!r}")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]
@@ -47,7 +49,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         table[:, 0::2] = torch.sin(position * frequency)
         table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
         self.register_buffer("table", table, persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[1]

@@ -173,25 +173,31 @@ def _cosine_scores_backward(q, norm, weight, grad_scores, need_q: bool, need_wei
 
 
 class _ProjectedCosineScores(torch.autograd.Function):
-    """``(phi(x A_q^T + b_q) W_e, phi(x A_k^T + b_k) W_r)`` per head, saving only x and parameters: the
-    projections and phi are recomputed in backward, and the input gradient is accumulated in one buffer."""
+    """``(phi(x A_q^T + b_q) W_e, phi(x A_k^T + b_k) W_r)`` per head. By default it saves only x and the
+    parameters: the projections and phi are recomputed in backward (two more ``N x D x D`` products). With
+    ``save_projections`` the projections are kept instead (``2 B N D`` more floats, faster for short inputs).
+    The input gradient is accumulated in one buffer."""
 
     @staticmethod
-    def forward(ctx, x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, num_heads: int):
+    def forward(ctx, x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, num_heads: int,
+                save_projections: bool = False):
         b, n, d = x.shape
-        outputs = []
+        outputs, projections = [], []
         for proj_weight, proj_bias, weight in ((q_weight, q_bias, weight_e), (k_weight, k_bias, weight_r)):
             q = F.linear(x, proj_weight, proj_bias).view(b, n, num_heads, d // num_heads)
             outputs.append(_cosine_scores_forward(q, weight)[0])
+            if save_projections:
+                projections.append(q)
             del q
         ctx.num_heads = num_heads
-        ctx.save_for_backward(x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r)
+        ctx.save_for_backward(x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, *projections)
         return outputs[0], outputs[1]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_e, grad_r):
         x, *params = ctx.saved_tensors
+        params, projections = params[:6], params[6:]
         b, n, d = x.shape
         x2d = x.reshape(b * n, d)
         grads: list[torch.Tensor | None] = [None] * 7
@@ -200,10 +206,13 @@ class _ProjectedCosineScores(torch.autograd.Function):
             proj_weight, proj_bias, weight = params[3 * branch : 3 * branch + 3]
             need = ctx.needs_input_grad[1 + 3 * branch : 4 + 3 * branch]
             need_proj = ctx.needs_input_grad[0] or need[0] or need[1]
-            q = F.linear(x, proj_weight, proj_bias).view(b, n, ctx.num_heads, d // ctx.num_heads)
+            if projections:
+                q = projections[branch]
+            else:
+                q = F.linear(x, proj_weight, proj_bias).view(b, n, ctx.num_heads, d // ctx.num_heads)
             norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
             grad_q, grads[3 + 3 * branch] = _cosine_scores_backward(
-                q, norm, weight, grad_scores, need_proj, need[2], overwrite_q=True
+                q, norm, weight, grad_scores, need_proj, need[2], overwrite_q=not projections
             )
             del q
             if not need_proj:
@@ -220,7 +229,7 @@ class _ProjectedCosineScores(torch.autograd.Function):
                 grads[2 + 3 * branch] = grad_q.sum(dim=0)
             del grad_q
         grads[0] = None if grad_x is None else grad_x.view(b, n, d)
-        return (*grads, None)
+        return (*grads, None, None)
 
 
 class _CosineScores(torch.autograd.Function):
@@ -262,18 +271,21 @@ def projected_cosine_scores(
     k_proj: torch.nn.Linear,
     weight_r: torch.Tensor,
     num_heads: int,
+    save_projections: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Primal scores ``e = phi(q_proj(x)) W_e`` and ``r = phi(k_proj(x)) W_r``, keeping only x for backward.
+    """Primal scores ``e = phi(q_proj(x)) W_e`` and ``r = phi(k_proj(x)) W_r``.
 
     Args:
         x (torch.Tensor): layer input ``[B, N, D]``.
         q_proj, k_proj (nn.Linear): the query and key projections ``D -> D``.
         weight_e, weight_r (torch.Tensor): ``[B, H, p, s]`` or ``[H, p, s]``.
         num_heads (int): H.
+        save_projections (bool): keep q and k (``[B, N, D]`` each) for backward instead of recomputing them
+            from x: less time, more memory. Default: False (only x is kept).
 
     Returns:
         tuple: e and r, each ``[B, N, H, s]``.
     """
     return _ProjectedCosineScores.apply(
-        x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r, num_heads
+        x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r, num_heads, save_projections
     )

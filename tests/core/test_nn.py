@@ -46,6 +46,30 @@ def test_encoder_layer_matches_its_formula(norm_first):
     torch.testing.assert_close(layer(x), expected)
 
 
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("name", ["softmax", "primal"])
+def test_feed_forward_on_real_tokens_only_keeps_real_outputs_and_gradients(norm_first, name):
+    torch.manual_seed(1)
+    layers = []
+    for skip in (False, True):
+        torch.manual_seed(1)
+        attn = core.build_attention(name, 16, 2)
+        layers.append(EncoderLayer(attn, 16, 32, dropout=0.0, norm_first=norm_first, ffn_real_tokens_only=skip))
+    full, skipping = (layer.double() for layer in layers)
+    x = torch.randn(3, 6, 16, dtype=torch.float64)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [True] + [False] * 5])
+    outputs = [layer(x, key_padding_mask=mask) for layer in (full, skipping)]
+    torch.testing.assert_close(outputs[1][mask], outputs[0][mask])
+    # padded tokens skip the feed-forward block: post-norm gives norm2(h), pre-norm gives h
+    h = skipping.norm1(x + skipping.attention(x, key_padding_mask=mask)) if not norm_first else None
+    if h is not None:
+        torch.testing.assert_close(outputs[1][~mask], skipping.norm2(h)[~mask])
+    for layer, out in zip((full, skipping), outputs):
+        out[mask].pow(2).sum().backward()
+    for (pname, a), b in zip(full.named_parameters(), skipping.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, msg=pname)
+
+
 def test_decoder_block_refuses_non_causal_attention():
     with pytest.raises(ValueError, match="causal"):
         DecoderBlock(core.build_attention("softmax", 16, 2), 16, 64)

@@ -152,4 +152,7 @@ def test_projected_cosine_scores_gradients():
     qb, kb = (torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
     w_e = torch.randn(2, 3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
     w_r = torch.randn(3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *t: _ProjectedCosineScores.apply(*t, 3), (x, qw, qb, w_e, kw, kb, w_r))
+    for save_projections in (False, True):
+        assert torch.autograd.gradcheck(
+            lambda *t: _ProjectedCosineScores.apply(*t, 3, save_projections), (x, qw, qb, w_e, kw, kb, w_r)
+        )
