@@ -138,12 +138,12 @@ def plan_jobs(num_runs: int, device: torch.device, jobs: int | None, threads: in
 
 
 def _train_in_worker(task: dict) -> dict:
-    """One run in a worker process (spawned: its own torch threads and data)."""
+    """One run in a worker process (spawned: its own torch threads; the loaded data arrive pickled, so workers
+    neither import sktime nor parse the files again)."""
     if task["threads"]:
         torch.set_num_threads(task["threads"])
-    data = load_uea(task["dataset"], task["data_dir"], task["protocol"], task["val_ratio"], task["split_seed"])
-    return train_run(task["config"], data, task["model"], task["seed"], task["run_dir"], torch.device(task["device"]),
-                     **task["options"])
+    return train_run(task["config"], task["data"], task["model"], task["seed"], task["run_dir"],
+                     torch.device(task["device"]), **task["options"])
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -172,10 +172,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                 options = dict(resume=not args.fresh, checkpoint_every=args.checkpoint_every,
                                keep_checkpoint=args.keep_checkpoints, eval_batch_size=args.eval_batch_size,
                                progress=not args.no_progress, deadline=deadline)
-                tasks.append({"dataset": dataset, "data_dir": args.data_dir, "protocol": args.protocol,
-                              "val_ratio": args.val_ratio, "split_seed": args.split_seed, "config": config,
-                              "model": model, "seed": seed, "run_dir": str(run_dir), "device": str(device),
-                              "threads": threads, "options": options})
+                tasks.append({"data": data, "config": config, "model": model, "seed": seed, "run_dir": str(run_dir),
+                              "device": str(device), "threads": threads, "options": options})
         if jobs == 1:
             finished = [train_run(t["config"], data, t["model"], t["seed"], t["run_dir"], device, **t["options"])
                         for t in tasks]
