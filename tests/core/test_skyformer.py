@@ -6,7 +6,12 @@ import torch
 import core
 from core.ops.gaussian import kernelized_attention, reference_kernelized_attention
 from core.ops.sampling import real_token_positions
-from core.ops.skyformer import reference_skyformer_attention, skyformer_attention, skyformer_landmarks
+from core.ops.skyformer import (
+    packed_skyformer_attention,
+    reference_skyformer_attention,
+    skyformer_attention,
+    skyformer_landmarks,
+)
 
 
 def qkv(b=2, h=2, n=19, d=8, seed=0):
@@ -162,3 +167,84 @@ def test_chunked_kernel_product_matches_explicit_and_gradchecks(short_side, monk
     out = kernel_product.gaussian_kernel_product(a, b, v, 0.7, mask)
     torch.testing.assert_close(out, (gaussian_kernel(a, b, 0.7) * mask[:, None, None, :]) @ v)
     assert torch.autograd.gradcheck(lambda a, b, v: kernel_product.gaussian_kernel_product(a, b, v, 0.7, mask), (a, b, v))
+
+
+def relative_rms(got, want):
+    return ((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt()).item()
+
+
+@pytest.mark.parametrize("inverse", ["newton_schulz", "solve"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_packed_skyformer_equals_the_reference_path_values_and_gradients(masked, inverse, monkeypatch):
+    """Packed fast path == skyformer_attention on unpacked heads, over several chunks, with repeated landmarks."""
+    import core.ops.skyformer as skyformer
+
+    monkeypatch.setattr(skyformer, "_CHUNK_ELEMENTS", 60)  # chunks of 3 rows
+    b, n, h, d = 2, 23, 2, 4
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(b, n, 3 * h * d, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = non_prefix_mask(b, n) if masked else None
+    draw = real_token_positions(mask, b, n, 9, random=True, generator=g)  # with replacement: repeats occur
+    qpos, kpos = draw[:, :5], draw[:, 5:]
+    options = dict(ridge=0.05, iterations=4, inverse=inverse, scale=0.6)
+    weights = torch.randn(b, n, h * d, generator=g, dtype=torch.float64)
+
+    fast = packed_skyformer_attention(qkv, h, qpos, kpos, mask, **options)
+    q, k, v = qkv.view(b, n, 3, h, d).unbind(2)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    heads = skyformer_attention(q, k, v, skyformer_landmarks(q, k, qpos, kpos), mask, **options)
+    expected = heads.transpose(1, 2).reshape(b, n, h * d)
+    torch.testing.assert_close(fast, expected, rtol=1e-12, atol=1e-13)
+    (grad,) = torch.autograd.grad((fast * weights).sum(), qkv)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), qkv)
+    assert relative_rms(grad, expected_grad) < 1e-12
+    if masked:  # padded keys and their values get no gradient (landmarks are real tokens)
+        keys_values = grad.view(b, n, 3, h, d)[:, :, 1:]
+        assert (keys_values[~mask] == 0).all()
+
+
+def test_packed_skyformer_gradcheck(monkeypatch):
+    import core.ops.skyformer as skyformer
+
+    monkeypatch.setattr(skyformer, "_CHUNK_ELEMENTS", 20)
+    g = torch.Generator().manual_seed(0)
+    qkv = torch.randn(2, 11, 3 * 2 * 3, generator=g, dtype=torch.float64, requires_grad=True)
+    qpos, kpos = torch.tensor([[0, 4, 4], [2, 9, 1]]), torch.tensor([[3, 3], [7, 0]])
+    mask = torch.ones(2, 11, dtype=torch.bool)
+    mask[0, 5:7] = mask[1, 10] = False
+    for m in (None, mask):
+        assert torch.autograd.gradcheck(
+            lambda t, m=m: packed_skyformer_attention(t, 2, qpos, kpos, m, ridge=0.3, iterations=3), (qkv,)
+        )
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_skyformer_module_forward_equals_its_attend_path(training):
+    """forward (packed projections, fast path) == out_proj(merge(attend(project_qkv(x)))), values and gradients."""
+    torch.manual_seed(0)
+    sky = core.build_attention("skyformer", 16, 2, num_landmarks=8).double().train(training)
+    x = torch.randn(2, 19, 16, dtype=torch.float64, requires_grad=True)
+    mask = non_prefix_mask(2, 19)
+    weights = torch.randn(2, 19, 16, dtype=torch.float64)
+    torch.manual_seed(1)  # the same random landmarks in training mode
+    fast = sky(x, key_padding_mask=mask)
+    torch.manual_seed(1)
+    q, k, v = sky.project_qkv(x)
+    expected = sky.out_proj(sky.merge_heads(sky.attend(q, k, v, mask, x)))
+    torch.testing.assert_close(fast, expected, rtol=1e-12, atol=1e-13)
+    inputs = [x, *sky.parameters()]
+    grads = torch.autograd.grad((fast * weights).sum(), inputs)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), inputs)
+    for got, want in zip(grads, expected_grads):
+        assert relative_rms(got, want) < 1e-12
+
+
+def test_skyformer_module_backward_twice_through_a_retained_graph():
+    torch.manual_seed(0)
+    sky = core.build_attention("skyformer", 16, 2, num_landmarks=8).double().eval()
+    x = torch.randn(2, 19, 16, dtype=torch.float64, requires_grad=True)
+    loss = sky(x).pow(2).sum()
+    loss.backward(retain_graph=True)
+    once = x.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * once, rtol=1e-12, atol=0)
