@@ -16,6 +16,8 @@ the packed projections directly. :func:`skyformer_attention` is its reference.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -162,7 +164,7 @@ def _lifted_landmarks(landmarks: torch.Tensor, s2: float) -> torch.Tensor:
 
 
 def _lift_rows(buffer: torch.Tensor, rows: torch.Tensor, s2: float, pad: torch.Tensor | None) -> torch.Tensor:
-    """Write ``[x, -s^2 |x|^2 / 2 - pad, 1]`` into ``buffer`` (its last column already holds ones).
+    """Write ``[x, -s^2 |x|^2 / 2 - pad, 1]`` into ``buffer``.
 
     Args:
         buffer (torch.Tensor): ``[H, c, D + 2]``.
@@ -180,6 +182,7 @@ def _lift_rows(buffer: torch.Tensor, rows: torch.Tensor, s2: float, pad: torch.T
     if pad is not None:
         half_norm.sub_(pad)
     buffer[..., d].copy_(half_norm)
+    buffer[..., d + 1] = 1.0
     return buffer
 
 
@@ -194,31 +197,64 @@ def _kernel_rows(lifted_rows: torch.Tensor, lifted_landmarks: torch.Tensor, out:
     return torch.bmm(lifted_rows, lifted_landmarks.transpose(-1, -2), out=out).exp_()
 
 
+class _Chunk(NamedTuple):
+    """One row chunk of a pass; every tensor but ``x`` is a contiguous buffer overwritten by the next chunk."""
+
+    b: int  # sequence
+    part: slice  # rows
+    x: torch.Tensor  # the rows [H, c, D], a strided view of the projections
+    lifted: torch.Tensor  # [H, c, D + 2], see _lift_rows
+    kernel: torch.Tensor  # kappa(s x, s y) [H, c, m]
+    spare: torch.Tensor  # free [H, c, m]
+    inputs: torch.Tensor  # free [H, c, D], see dense
+    outputs: torch.Tensor  # free [H, c, D]
+
+    def dense(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` ``[H, c, D]`` copied into ``inputs``: batched products on contiguous operands run as one call."""
+        return self.inputs.copy_(rows)
+
+
 class _ChunkBuffers:
-    """Row chunks of one pass and the buffers every chunk reuses: lifted rows and two ``[H, c, m]`` kernels."""
+    """Row chunks of one pass and the flat buffers every chunk reuses, viewed contiguously for any chunk length."""
 
     def __init__(self, rows: torch.Tensor, landmarks: int):
         _, h, n, d = rows.shape
         step = max(1, min(n, _CHUNK_ELEMENTS // (h * landmarks)))
         self.slices = [slice(i, min(i + step, n)) for i in range(0, n, step)]
-        self.lifted = rows.new_empty(h, step, d + 2)
-        self.lifted[..., -1] = 1.0
-        self.kernel = rows.new_empty(h, step, landmarks)
-        self.spare = rows.new_empty(h, step, landmarks)
+        self.heads, self.width, self.landmarks = h, d, landmarks
+        self.lifted = rows.new_empty(h * step * (d + 2))
+        self.kernel, self.spare = (rows.new_empty(h * step * landmarks) for _ in range(2))
+        self.inputs, self.outputs = (rows.new_empty(h * step * d) for _ in range(2))
+
+    def _view(self, flat: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+        return flat[: self.heads * rows * width].view(self.heads, rows, width)
 
     def kernel_chunks(self, rows: torch.Tensor, lifted_landmarks: torch.Tensor, s2: float, pad: torch.Tensor | None):
-        """Yield ``(b, part, x, lifted x, kernel, spare)`` for every sequence and row chunk of ``rows`` ``[B, H, N, D]``.
+        """Yield a :class:`_Chunk` for every sequence and row chunk of ``rows`` ``[B, H, N, D]``.
 
-        ``kernel = kappa(s x, s y)`` is ``[H, c, m]``; ``spare`` is a free buffer of the same shape. Both are
-        overwritten by the next chunk.
+        Args:
+            rows (torch.Tensor): ``[B, H, N, D]``, any strides.
+            lifted_landmarks (torch.Tensor): ``[B, H, m, D + 2]`` from :func:`_lifted_landmarks`.
+            s2 (float): ``s^2``.
+            pad (torch.Tensor, optional): ``[B, N]`` from :func:`_pad_logits`.
         """
+        d, m = self.width, self.landmarks
         for b in range(rows.shape[0]):
             for part in self.slices:
                 count = part.stop - part.start
                 x = rows[b, :, part]
-                lifted = _lift_rows(self.lifted[:, :count], x, s2, None if pad is None else pad[b, part])
-                kernel = _kernel_rows(lifted, lifted_landmarks[b], self.kernel[:, :count])
-                yield b, part, x, lifted, kernel, self.spare[:, :count]
+                lifted = _lift_rows(self._view(self.lifted, count, d + 2), x, s2, None if pad is None else pad[b, part])
+                kernel = _kernel_rows(lifted, lifted_landmarks[b], self._view(self.kernel, count, m))
+                yield _Chunk(
+                    b,
+                    part,
+                    x,
+                    lifted,
+                    kernel,
+                    self._view(self.spare, count, m),
+                    self._view(self.inputs, count, d),
+                    self._view(self.outputs, count, d),
+                )
 
 
 def _row_gradients(
@@ -239,7 +275,7 @@ def _row_gradients(
         rows (torch.Tensor): ``X``, ``[H, c, D]``.
         landmarks (torch.Tensor): ``Y``, ``[H, m, D]``.
         lifted_rows (torch.Tensor): ``[H, c, D + 2]`` from :func:`_lift_rows`.
-        grad_rows (torch.Tensor): ``[H, c, D]``, any strides; overwritten.
+        grad_rows (torch.Tensor): ``[H, c, D]``; overwritten.
         lifted_grad (torch.Tensor): ``[H, m, D + 2]``; accumulated.
     """
     torch.bmm(d_kernel, landmarks, out=grad_rows)
@@ -322,12 +358,12 @@ class _PackedSkyformer(torch.autograd.Function):
         pad = _pad_logits(key_padding_mask, qkv.dtype)
         buffers = _ChunkBuffers(q, landmarks.shape[2])
         key_context = v.new_zeros(*landmarks.shape)  # kappa(S', K') V: [B, H, m, D]
-        for b, part, _, _, kernel, _ in buffers.kernel_chunks(k, lifted, s2, pad):
-            key_context[b].baddbmm_(kernel.transpose(-1, -2), v[b, :, part])
+        for c in buffers.kernel_chunks(k, lifted, s2, pad):
+            key_context[c.b].baddbmm_(c.kernel.transpose(-1, -2), c.dense(v[c.b, :, c.part]))
         context = torch.matmul(inverse_kernel, key_context)
         out = qkv.new_empty(qkv[:, :, 0].shape)  # [B, N, H, D]: the heads come out merged
-        for b, part, _, _, kernel, _ in buffers.kernel_chunks(q, lifted, s2, None):
-            torch.bmm(kernel, context[b], out=out[b, part].transpose(0, 1))
+        for c in buffers.kernel_chunks(q, lifted, s2, None):
+            out[c.b, c.part].transpose(0, 1).copy_(torch.bmm(c.kernel, context[c.b], out=c.outputs))
         ctx.save_for_backward(qkv, query_positions, key_positions, pad, landmarks, inverse_kernel, key_context, context)
         ctx.scale, ctx.landmark_inverse = scale, landmark_inverse
         return out
@@ -347,11 +383,12 @@ class _PackedSkyformer(torch.autograd.Function):
         lifted_grad = landmarks.new_zeros(*landmarks.shape[:-1], landmarks.shape[-1] + 2)
         grad_context = torch.zeros_like(context)
         scaled_context = (context * s2).transpose(-1, -2)  # [B, H, D, m]
-        for b, part, x, lifted_x, kernel, d_kernel in buffers.kernel_chunks(q, lifted, s2, None):
-            g = grad_out[b, :, part]
-            grad_context[b].baddbmm_(kernel.transpose(-1, -2), g)
-            torch.bmm(g, scaled_context[b], out=d_kernel).mul_(kernel)
-            _row_gradients(d_kernel, x, landmarks[b], lifted_x, grad_q[b, :, part], lifted_grad[b])
+        for c in buffers.kernel_chunks(q, lifted, s2, None):
+            g = c.dense(grad_out[c.b, :, c.part])
+            grad_context[c.b].baddbmm_(c.kernel.transpose(-1, -2), g)
+            d_kernel = torch.bmm(g, scaled_context[c.b], out=c.spare).mul_(c.kernel)
+            _row_gradients(d_kernel, c.x, landmarks[c.b], c.lifted, c.outputs, lifted_grad[c.b])
+            grad_q[c.b, :, c.part].copy_(c.outputs)
         grad_landmarks = _landmark_gradient(lifted_grad, landmarks)
         # context = inverse_kernel key_context
         grad_inverse = torch.matmul(grad_context, key_context.transpose(-1, -2))
@@ -360,10 +397,11 @@ class _PackedSkyformer(torch.autograd.Function):
         # key_context = kappa(S', K') V
         lifted_grad.zero_()
         scaled_grad = (grad_key_context * s2).transpose(-1, -2)  # [B, H, D, m]
-        for b, part, x, lifted_x, kernel, d_kernel in buffers.kernel_chunks(k, lifted, s2, pad):
-            torch.bmm(kernel, grad_key_context[b], out=grad_v[b, :, part])
-            torch.bmm(v[b, :, part], scaled_grad[b], out=d_kernel).mul_(kernel)
-            _row_gradients(d_kernel, x, landmarks[b], lifted_x, grad_k[b, :, part], lifted_grad[b])
+        for c in buffers.kernel_chunks(k, lifted, s2, pad):
+            grad_v[c.b, :, c.part].copy_(torch.bmm(c.kernel, grad_key_context[c.b], out=c.outputs))
+            d_kernel = torch.bmm(c.dense(v[c.b, :, c.part]), scaled_grad[c.b], out=c.spare).mul_(c.kernel)
+            _row_gradients(d_kernel, c.x, landmarks[c.b], c.lifted, c.outputs, lifted_grad[c.b])
+            grad_k[c.b, :, c.part].copy_(c.outputs)
         grad_landmarks += _landmark_gradient(lifted_grad, landmarks)
         _scatter_landmark_gradient(grad_qkv, grad_landmarks, query_positions, key_positions)
         return grad_qkv, None, None, None, None, None, None, None
