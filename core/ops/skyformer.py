@@ -163,27 +163,23 @@ def _lifted_landmarks(landmarks: torch.Tensor, s2: float) -> torch.Tensor:
     return torch.cat([landmarks * s2, torch.ones_like(half_norm), half_norm], dim=-1)
 
 
-def _lift_rows(buffer: torch.Tensor, rows: torch.Tensor, s2: float, pad: torch.Tensor | None) -> torch.Tensor:
-    """Write ``[x, -s^2 |x|^2 / 2 - pad, 1]`` into ``buffer``.
+def _row_offsets(rows: torch.Tensor, s2: float, pad: torch.Tensor | None) -> torch.Tensor:
+    """``-s^2 |x|^2 / 2 - pad`` of every row, ``[B, H, N]``: the middle column of the lifted rows.
 
     Args:
-        buffer (torch.Tensor): ``[H, c, D + 2]``.
-        rows (torch.Tensor): ``[H, c, D]``, any strides.
+        rows (torch.Tensor): ``[B, H, N, D]``, any strides.
         s2 (float): ``s^2``.
-        pad (torch.Tensor, optional): ``[c]``, ``_PAD_LOGIT`` at padded keys and 0 elsewhere.
-
-    Returns:
-        torch.Tensor: ``buffer``.
+        pad (torch.Tensor, optional): ``[B, N]`` from :func:`_pad_logits`.
     """
-    d = rows.shape[-1]
-    buffer[..., :d].copy_(rows)
-    # a norm reduction reads each row once, without a [c, D] squared temporary
-    half_norm = torch.linalg.vector_norm(buffer[..., :d], dim=-1).square_().mul_(-0.5 * s2)  # [H, c]
-    if pad is not None:
-        half_norm.sub_(pad)
-    buffer[..., d].copy_(half_norm)
-    buffer[..., d + 1] = 1.0
-    return buffer
+    # a norm reduction reads each row once, without an [N, D] squared temporary
+    offsets = torch.linalg.vector_norm(rows, dim=-1).square_().mul_(-0.5 * s2)
+    return offsets if pad is None else offsets.sub_(pad[:, None, :])
+
+
+def _lift_rows(buffer: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Write ``[x, offset, 1]`` into ``buffer`` ``[H, c, D + 2]`` in one op; ``rows`` ``[H, c, D]``, ``offsets`` ``[H, c]``."""
+    ones = offsets.new_ones(()).expand(*offsets.shape, 1)
+    return torch.cat([rows, offsets[..., None], ones], dim=-1, out=buffer)
 
 
 def _kernel_rows(lifted_rows: torch.Tensor, lifted_landmarks: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -229,21 +225,20 @@ class _ChunkBuffers:
     def _view(self, flat: torch.Tensor, rows: int, width: int) -> torch.Tensor:
         return flat[: self.heads * rows * width].view(self.heads, rows, width)
 
-    def kernel_chunks(self, rows: torch.Tensor, lifted_landmarks: torch.Tensor, s2: float, pad: torch.Tensor | None):
+    def kernel_chunks(self, rows: torch.Tensor, offsets: torch.Tensor, lifted_landmarks: torch.Tensor):
         """Yield a :class:`_Chunk` for every sequence and row chunk of ``rows`` ``[B, H, N, D]``.
 
         Args:
             rows (torch.Tensor): ``[B, H, N, D]``, any strides.
+            offsets (torch.Tensor): ``[B, H, N]`` from :func:`_row_offsets`.
             lifted_landmarks (torch.Tensor): ``[B, H, m, D + 2]`` from :func:`_lifted_landmarks`.
-            s2 (float): ``s^2``.
-            pad (torch.Tensor, optional): ``[B, N]`` from :func:`_pad_logits`.
         """
         d, m = self.width, self.landmarks
         for b in range(rows.shape[0]):
             for part in self.slices:
                 count = part.stop - part.start
                 x = rows[b, :, part]
-                lifted = _lift_rows(self._view(self.lifted, count, d + 2), x, s2, None if pad is None else pad[b, part])
+                lifted = _lift_rows(self._view(self.lifted, count, d + 2), x, offsets[b, :, part])
                 kernel = _kernel_rows(lifted, lifted_landmarks[b], self._view(self.kernel, count, m))
                 yield _Chunk(
                     b,
@@ -355,23 +350,25 @@ class _PackedSkyformer(torch.autograd.Function):
         landmark_inverse = _LandmarkInverse(landmarks, (scale, ridge, iterations, inverse), ctx.needs_input_grad[0])
         inverse_kernel = landmark_inverse.value
         lifted = _lifted_landmarks(landmarks, s2)
-        pad = _pad_logits(key_padding_mask, qkv.dtype)
+        query_offsets = _row_offsets(q, s2, None)
+        key_offsets = _row_offsets(k, s2, _pad_logits(key_padding_mask, qkv.dtype))
         buffers = _ChunkBuffers(q, landmarks.shape[2])
         key_context = v.new_zeros(*landmarks.shape)  # kappa(S', K') V: [B, H, m, D]
-        for c in buffers.kernel_chunks(k, lifted, s2, pad):
+        for c in buffers.kernel_chunks(k, key_offsets, lifted):
             key_context[c.b].baddbmm_(c.kernel.transpose(-1, -2), c.dense(v[c.b, :, c.part]))
         context = torch.matmul(inverse_kernel, key_context)
         out = qkv.new_empty(qkv[:, :, 0].shape)  # [B, N, H, D]: the heads come out merged
-        for c in buffers.kernel_chunks(q, lifted, s2, None):
+        for c in buffers.kernel_chunks(q, query_offsets, lifted):
             out[c.b, c.part].transpose(0, 1).copy_(torch.bmm(c.kernel, context[c.b], out=c.outputs))
-        ctx.save_for_backward(qkv, query_positions, key_positions, pad, landmarks, inverse_kernel, key_context, context)
+        ctx.save_for_backward(qkv, query_positions, key_positions, query_offsets, key_offsets, landmarks, key_context, context)
         ctx.scale, ctx.landmark_inverse = scale, landmark_inverse
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        qkv, query_positions, key_positions, pad, landmarks, inverse_kernel, key_context, context = ctx.saved_tensors
+        qkv, query_positions, key_positions, query_offsets, key_offsets, landmarks, key_context, context = ctx.saved_tensors
+        inverse_kernel = ctx.landmark_inverse.value
         s2 = ctx.scale * ctx.scale
         q, k, v = _unpack(qkv)
         grad_qkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)
@@ -383,7 +380,7 @@ class _PackedSkyformer(torch.autograd.Function):
         lifted_grad = landmarks.new_zeros(*landmarks.shape[:-1], landmarks.shape[-1] + 2)
         grad_context = torch.zeros_like(context)
         scaled_context = (context * s2).transpose(-1, -2)  # [B, H, D, m]
-        for c in buffers.kernel_chunks(q, lifted, s2, None):
+        for c in buffers.kernel_chunks(q, query_offsets, lifted):
             g = c.dense(grad_out[c.b, :, c.part])
             grad_context[c.b].baddbmm_(c.kernel.transpose(-1, -2), g)
             d_kernel = torch.bmm(g, scaled_context[c.b], out=c.spare).mul_(c.kernel)
@@ -397,7 +394,7 @@ class _PackedSkyformer(torch.autograd.Function):
         # key_context = kappa(S', K') V
         lifted_grad.zero_()
         scaled_grad = (grad_key_context * s2).transpose(-1, -2)  # [B, H, D, m]
-        for c in buffers.kernel_chunks(k, lifted, s2, pad):
+        for c in buffers.kernel_chunks(k, key_offsets, lifted):
             grad_v[c.b, :, c.part].copy_(torch.bmm(c.kernel, grad_key_context[c.b], out=c.outputs))
             d_kernel = torch.bmm(c.dense(v[c.b, :, c.part]), scaled_grad[c.b], out=c.spare).mul_(c.kernel)
             _row_gradients(d_kernel, c.x, landmarks[c.b], c.lifted, c.outputs, lifted_grad[c.b])
