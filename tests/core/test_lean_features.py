@@ -49,6 +49,38 @@ def test_op_matches_stored_features_values_and_gradients(kernel, with_a, chunk):
         torch.testing.assert_close(grad, grad_ref, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("chunk", [3, 8, 64])
+def test_token_major_views_per_batch_weights_and_chunked_key_maxima(chunk):
+    """The layer's inputs: head views of token-major ``[B, N, H * d]`` projections, one A (so one folded weight) per
+    sequence as OPRF sets it, keys whose chunks peak at very different exponents (the chunk states are rescaled to
+    the sequence maximum), padding. Values and every gradient equal the stored-feature path (float64); the output
+    is token-major, so merging the heads is a view."""
+    gen = torch.Generator().manual_seed(5)
+    B, H, N, d, m, scale = 2, 3, 37, 4, 6, 4**-0.25
+    tokens = [torch.randn(B, N, H * d, generator=gen, dtype=torch.float64) for _ in range(3)]
+    tokens[1][:, :9] *= 4.0  # the first keys dominate: later chunks sit far below the sequence maximum
+    omega = torch.randn(H, m, d, generator=gen, dtype=torch.float64)
+    a = torch.rand(B, H, 1, 1, generator=gen, dtype=torch.float64) * -0.2
+    mask = torch.ones(B, N, dtype=torch.bool)
+    mask[1, 30:] = False
+    upstream = torch.randn(B, H, N, d, generator=gen, dtype=torch.float64)
+    results = []
+    for lean in (False, True):
+        leaves = [t.clone().requires_grad_(True) for t in (*tokens, omega, a)]
+        q, k, v = (t.view(B, N, H, d).transpose(1, 2) for t in leaves[:3])
+        if lean:
+            out = _lean(q, k, v, leaves[3], leaves[4], "softmax", mask, scale, chunk)
+            assert out.transpose(1, 2).is_contiguous()
+        else:
+            out = _stored_features(q, k, v, leaves[3], leaves[4], "softmax", mask, scale)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), [t.grad for t in leaves]))
+    (out_ref, grads_ref), (out, grads) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
+    for grad, grad_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-8, atol=1e-10)
+
+
 def test_all_padding_sequence_gives_zero_output_and_finite_gradients():
     q, k, v = (torch.randn(1, 2, 9, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
     omega = torch.randn(2, 6, 4, dtype=torch.float64)

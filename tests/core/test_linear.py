@@ -86,6 +86,38 @@ def test_gradients_of_chunked_match_brute_force():
         torch.testing.assert_close(got, t.grad)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("chunk", [3, 5, 16])
+def test_chunked_causal_with_padding_and_carried_state_matches_brute_force_values_and_gradients(normalize, chunk):
+    """Masked keys, a sequence split in two with the state carried over, values and every gradient (float64)."""
+    q, k, v = (t.requires_grad_(True) for t in features(2, 2, 14, 4, seed=7))
+    mask = torch.rand(2, 14, generator=torch.Generator().manual_seed(8)) > 0.3
+    upstream = torch.randn(2, 2, 14, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    results = []
+    for fn in ("chunked", "brute"):
+        if fn == "brute":
+            out = brute_force(q, k, v, mask, causal=True, normalize=normalize)
+        else:
+            parts, state = [], None
+            for span in (slice(0, 6), slice(6, 14)):
+                part, state = causal_linear_attention(q[:, :, span], k[:, :, span], v[:, :, span], mask[:, span],
+                                                      chunk_size=chunk, initial_state=state, return_state=True,
+                                                      normalize=normalize)
+                parts.append(part)
+            out = torch.cat(parts, dim=2)
+        (out * upstream).sum().backward()
+        results.append((out.detach(), [t.grad.clone() for t in (q, k, v)]))
+        for t in (q, k, v):
+            t.grad = None
+    (out, grads), (expected, expected_grads) = results
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+    real_k = k.detach() * mask[:, None, :, None]
+    torch.testing.assert_close(state[0], real_k.transpose(-1, -2) @ v.detach())
+    torch.testing.assert_close(state[1], real_k.sum(dim=-2))
+
+
 def test_float32_inputs_accumulate_in_float32_and_stay_close_to_float64():
     q, k, v = features(1, 2, 300, 8)
     expected = brute_force(q[:, :, :40], k[:, :, :40], v[:, :, :40], causal=True)
