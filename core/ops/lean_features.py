@@ -44,9 +44,9 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def _of_batch(t: torch.Tensor | None, b: int, dims: int = 4) -> torch.Tensor | None:
-    """Batch element b of a tensor with a leading batch dim of size B or 1 (a ``dims - 1``-d tensor is shared)."""
-    if t is None or t.dim() < dims:
+def _of_batch(t: torch.Tensor | None, b: int) -> torch.Tensor | None:
+    """Batch element b of a 4-d tensor with a leading batch dim of size B or 1; a 3-d tensor is shared by all."""
+    if t is None or t.dim() < 4:
         return t
     return t[b] if t.shape[0] > 1 else t[0]
 
