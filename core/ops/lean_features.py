@@ -36,7 +36,7 @@ import torch
 
 from core.ops.linear import accumulation_dtype
 
-DEFAULT_CHUNK = 8192
+DEFAULT_CHUNK = 2048
 _FORWARD_ROWS = 2  # the forward pass keeps one [H, C, m] tensor per chunk, the backward pass two: longer chunks
 
 
