@@ -6,6 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def keep_subnormals_after_each_test():
+    """``python -m timeseries`` flushes subnormals process-wide; in the test process that must not leak."""
+    yield
+    torch.set_flush_denormal(False)
 
 
 def format_ts(series: list[np.ndarray], labels: list[str], classes: list[str], name: str = "Toy") -> str:

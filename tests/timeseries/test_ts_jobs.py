@@ -35,3 +35,17 @@ def test_parallel_runs_match_sequential_runs(toy_root, tmp_path):
     for key, sequential in runs["1"].items():
         parallel = runs["2"][key]
         assert parallel["accuracy"] == sequential["accuracy"] and parallel["test_loss"] == sequential["test_loss"]
+
+
+def test_flush_denormals_zeroes_subnormal_arithmetic_on_cpu():
+    from timeseries.cli import flush_denormals
+
+    subnormal = torch.tensor([1e-39])
+    assert (subnormal * 1.0).item() != 0.0
+    try:
+        flush_denormals(torch.device("cpu"))
+        assert (subnormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    flush_denormals(torch.device("meta"))  # other devices: nothing to set
+    assert (subnormal * 1.0).item() != 0.0
