@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import core
-from core.engine import select_device, write_json
+from core.engine import flush_denormals, select_device, write_json
 from timeseries.config import PAPER_MODELS, canonical_model, resolve_config
 from timeseries.data import PAPER_DATASETS, PROTOCOLS, find_dataset_files, load_uea
 from timeseries.report import format_table, plot_learning_curves, read_metrics, summarise, write_summary_csv
@@ -135,15 +135,6 @@ def plan_jobs(num_runs: int, device: torch.device, jobs: int | None, threads: in
     if threads is None and device.type == "cpu" and jobs > 1:
         threads = max(1, cores // jobs)
     return min(jobs, max(num_runs, 1)), threads
-
-
-def flush_denormals(device: torch.device) -> None:
-    """Treat subnormal floats as zero in CPU arithmetic (FTZ/DAZ). Once the Transformer fits its training set, its
-    gradients fall below 1.2e-38 and x86 matrix products on such numbers run 2-3x slower (the softmax layers'
-    projection products measured 50 instead of 118 GFLOP/s, a sixth of the epoch); rounding them to zero changes
-    nothing else."""
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
 
 
 def _train_in_worker(task: dict) -> dict:

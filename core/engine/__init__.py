@@ -17,7 +17,7 @@ from core.engine.distributed import (
 )
 from core.engine.logging import MetricLogger, write_json
 from core.engine.preemption import PreemptionHandler
-from core.engine.seeding import seed_everything, select_device
+from core.engine.seeding import flush_denormals, seed_everything, select_device
 
 __all__ = [
     "Checkpointer",
@@ -35,6 +35,7 @@ __all__ = [
     "barrier",
     "save_checkpoint",
     "seed_everything",
+    "flush_denormals",
     "select_device",
     "write_json",
 ]

@@ -1,4 +1,4 @@
-"""Reproducibility and device selection."""
+"""Reproducibility, device selection and CPU arithmetic settings."""
 
 from __future__ import annotations
 
@@ -32,3 +32,12 @@ def select_device(requested: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {requested!r} requested but CUDA is not available on this machine; use --device cpu")
     return device
+
+
+def flush_denormals(device: torch.device) -> None:
+    """Treat subnormal floats as zero in CPU arithmetic (FTZ/DAZ), process-wide. Once a model fits its training set
+    its gradients can fall below 1.2e-38, and x86 matrix products on such numbers run 2-3x slower (the time-series
+    Transformer's projection products measured 50 instead of 118 GFLOP/s, a sixth of its epoch); rounding them to
+    zero changes nothing else. Other devices are left alone."""
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)

@@ -15,6 +15,8 @@ On other devices, in evaluation, for ``inplace=True`` and for non-float inputs, 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,9 +33,7 @@ def drop_threshold(p: float) -> int:
 
 def uniform16(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """Independent uniform integers in ``[-2^15, 2^15)`` as int16 of ``shape``, four per 64-bit CPU draw."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     words = torch.empty((numel + 3) // 4, dtype=torch.int64)
     words.random_(-(1 << 63), (1 << 63) - 1, generator=generator)  # all 64 bits (plain random_() leaves the top one 0)
     return words.view(torch.int16)[:numel].view(shape)
@@ -67,9 +67,10 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     """Dropout of ``x`` (any shape) with :func:`dropout_mask` on CPU floats, ``F.dropout`` elsewhere."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or not x.is_floating_point() or drop_threshold(p) >= _LEVELS:
+    threshold = drop_threshold(p)
+    if x.device.type != "cpu" or not x.is_floating_point() or threshold >= _LEVELS:
         return F.dropout(x, p, training)
-    if drop_threshold(p) == 0:
+    if threshold == 0:
         return x
     return x * dropout_mask(x.shape, p, x.dtype)
 
