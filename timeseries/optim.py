@@ -69,3 +69,33 @@ class FusedRAdam(torch.optim.Adam):
         finally:
             for group, (lr, eps) in zip(self.param_groups, saved):
                 group["lr"], group["eps"] = lr, eps
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, parameters, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_(parameters, max_norm)`` followed by ``optimizer.step()``.
+
+    Fused Adam-family optimisers divide every gradient by ``optimizer.grad_scale`` inside their kernel (the hook
+    ``torch.amp.GradScaler`` uses), so the clip factor goes there, ``max(1, (||g|| + 1e-6) / max_norm)``, and the
+    separate pass that multiplies every gradient is saved. Other optimisers clip first, then step.
+
+    Args:
+        optimizer: the optimiser to step.
+        parameters: the parameters whose gradients are clipped (those without a gradient are skipped).
+        max_norm (float): the largest total 2-norm of the gradients.
+
+    Returns:
+        torch.Tensor: the total gradient norm before clipping (a scalar).
+    """
+    parameters = [p for p in parameters if p.grad is not None]
+    total = torch.nn.utils.get_total_norm([p.grad for p in parameters], 2.0, foreach=True)
+    fused = all(group.get("fused") for group in optimizer.param_groups) and isinstance(optimizer, torch.optim.Adam)
+    if not fused:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, total, foreach=True)
+        optimizer.step()
+        return total
+    optimizer.grad_scale = ((total + 1e-6) / max_norm).clamp(min=1.0).to(torch.float32)
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale
+    return total

@@ -29,7 +29,7 @@ from core.nn import schedule_for_model
 from timeseries.batching import evaluation_batches, gather, training_batches
 from timeseries.data import SeriesSplit, UEAData
 from timeseries.model import UEAClassifier
-from timeseries.optim import FusedRAdam
+from timeseries.optim import FusedRAdam, clipped_step
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -212,8 +212,9 @@ def train_run(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config["clip_norm"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config["clip_norm"], foreach=True)
-            optimizer.step()
+                clipped_step(optimizer, model.parameters(), config["clip_norm"])
+            else:
+                optimizer.step()
             if state["ksvd_start"] is None and primal:
                 state["ksvd_start"] = ksvd.item()
             count = len(index)

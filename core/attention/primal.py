@@ -128,9 +128,8 @@ class PrimalAttention(ProjectedAttention):
             q, k = prefix_mean(q, mask, dim=1), prefix_mean(k, mask, dim=1)
             return cosine_scores(q, self.weight_e), cosine_scores(k, self.weight_r)
         positions = evenly_spaced_positions(self.num_samples, n, mask, batch=b)
-        x_tokens = x.view(b, n, self.num_heads, self.head_dim)
-        weight_e = data_dependent_weights(x_tokens, positions, self.weight_e)  # (B, H, p, s)
-        weight_r = data_dependent_weights(x_tokens, positions, self.weight_r)
+        weights = torch.cat([self.weight_e, self.weight_r], dim=-1)  # (H, n, 2s)
+        weight_e, weight_r = data_dependent_weights(x, positions, weights, self.num_heads).split(self.low_rank, -1)
         return projected_cosine_scores(
             x, self.q_proj, weight_e, self.k_proj, weight_r, self.num_heads, self.save_projections
         )

@@ -46,21 +46,29 @@ def evenly_spaced_positions(
     return torch.gather(order, 1, rank)
 
 
-def data_dependent_weights(x_tokens: torch.Tensor, positions: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """W_{.|X} = X~^T W~ per sample and head.
+def data_dependent_weights(
+    x: torch.Tensor, positions: torch.Tensor, weights: torch.Tensor, num_heads: int
+) -> torch.Tensor:
+    """W_{.|X} = X~^T W~ per sample and head, for several W~ side by side (e.g. ``cat([W~_e, W~_r], -1)``).
+
+    The sampled tokens are whole rows of ``x``, taken with one ``index_select`` (its backward is a row-wise
+    ``index_add``), and every W~ is applied in one batched product.
 
     Args:
-        x_tokens (torch.Tensor): layer input split into heads, token-major ``[B, N, H, p]``.
+        x (torch.Tensor): layer input ``[B, N, D]``.
         positions (torch.Tensor): sampled token indices ``[B, n]``.
-        weight (torch.Tensor): W~ ``[H, n, s]``.
+        weights (torch.Tensor): W~ ``[H, n, s]``.
+        num_heads (int): H; the head width is p = D / H.
 
     Returns:
         torch.Tensor: ``[B, H, p, s]``.
     """
-    b, _, h, p = x_tokens.shape
-    index = positions[:, :, None, None].expand(b, positions.shape[1], h, p)
-    sampled = torch.gather(x_tokens, 1, index)  # (B, n, H, p)
-    return torch.matmul(sampled.permute(0, 2, 3, 1), weight)
+    b, length, d = x.shape
+    samples = positions.shape[1]
+    rows = (positions + torch.arange(b, device=positions.device)[:, None] * length).reshape(-1)  # (B n,)
+    sampled = x.reshape(b * length, d).index_select(0, rows)  # (B n, D)
+    sampled = sampled.view(b, samples, num_heads, d // num_heads).permute(0, 2, 3, 1)  # (B, H, p, n)
+    return torch.matmul(sampled, weights)
 
 
 def prefix_mean(x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, dim: int = 2) -> torch.Tensor:

@@ -56,6 +56,22 @@ def test_forward_and_ksvd_match_transcription(causal, n):
     assert core.ksvd_loss(m) == 0  # consumed
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_gradients_match_autograd_of_the_transcription(causal):
+    """Gradients of the input and of every parameter (through the sampled tokens of W_{.|X} too)."""
+    torch.manual_seed(1)
+    m = core.build_attention("primal", 16, 2, causal=causal, low_rank=3, rank_multi=4).double()
+    x = torch.randn(3, 11, 16, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(3, 11, 16, dtype=torch.float64)
+    params = [x, *m.parameters()]
+    loss = (m(x) * probe).sum() + core.ksvd_loss(m)
+    fast = torch.autograd.grad(loss, params)
+    expected, e, r = transcription(m, x, causal)
+    reference = torch.autograd.grad((expected * probe).sum() + ksvd_transcription(m, e, r), params)
+    for got, want in zip(fast, reference):
+        torch.testing.assert_close(got, want)
+
+
 def test_ksvd_loss_on_a_hand_sized_example():
     """One head, s = 1, one sample: E = 1/2 mean_n (lambda e_n)^2, etc., computed by hand."""
     e = torch.tensor([[[[1.0]], [[3.0]]]], dtype=torch.float64)  # (B=1, N=2, H=1, s=1)
