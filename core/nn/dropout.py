@@ -2,13 +2,16 @@
 
 ``torch.nn.Dropout`` on CPU draws one Mersenne-Twister number per element (``bernoulli_``) and costs more than a
 ``(B N, 512) x (512, 2048)`` matrix product of the feed-forward block it sits in: about 14 % of a time-series
-training step. Here one 64-bit draw of the same generator yields four 16-bit uniforms ``u`` in ``[0, 2^16)``; an
+training step. Here each element gets a 16-bit uniform ``u`` in ``[0, 2^16)``, four per 64-bit random word; an
 element is kept when ``u >= t`` with ``t = round(p * 2^16)``, so the drop probability is ``t / 2^16`` (``p``
 rounded to a multiple of ``2^-16``, within ``2^-17`` of it), and kept elements are scaled by ``2^16 / (2^16 - t)``
 so that ``E[dropout(x)] = x`` exactly. Elements are independent, as in Bernoulli dropout.
 
-The mask is built in float32 without boolean tensors (comparisons to bool and bool-to-float casts are the slow
-part on CPU): ``clamp(u - (t - 1), 0, 1)`` is 1 for ``u >= t`` and 0 otherwise, for integer ``u``.
+The words come from torch's generator for small masks. For large ones (from 2^15 elements) torch's generator
+draws one 64-bit seed for numpy's SFC64 generator, which makes the words about three times faster than torch's
+Mersenne Twister; runs stay reproducible under ``torch.manual_seed`` (or the ``generator`` given). The comparison
+``u >= t`` is numpy's (vectorised; torch's comparison to bool is the slow part on CPU), then one cast to float
+and one scaling.
 
 On other devices, in evaluation, for ``inplace=True`` and for non-float inputs, the module is ``nn.Dropout``.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,11 +35,24 @@ def drop_threshold(p: float) -> int:
     return int(round(p * _LEVELS))
 
 
+NUMPY_WORDS_FROM = 1 << 15  # elements: below, seeding a numpy generator costs more than it saves
+
+
 def uniform16(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent uniform integers in ``[-2^15, 2^15)`` as int16 of ``shape``, four per 64-bit CPU draw."""
+    """Independent uniform integers in ``[-2^15, 2^15)`` as int16 of ``shape``, four per 64-bit word.
+
+    Words come from ``generator`` (the default CPU generator if None) for fewer than :data:`NUMPY_WORDS_FROM`
+    elements, otherwise from numpy's SFC64 seeded by one 63-bit draw of ``generator``.
+    """
     numel = math.prod(shape)
-    words = torch.empty((numel + 3) // 4, dtype=torch.int64)
-    words.random_(-(1 << 63), (1 << 63) - 1, generator=generator)  # all 64 bits (plain random_() leaves the top one 0)
+    count = (numel + 3) // 4
+    if numel < NUMPY_WORDS_FROM:
+        words = torch.empty(count, dtype=torch.int64)
+        words.random_(-(1 << 63), (1 << 63) - 1, generator=generator)  # all 64 bits (plain random_() leaves the top one 0)
+    else:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
+        bits = np.random.SFC64(seed).random_raw(count)  # uint64
+        words = torch.from_numpy(bits.view(np.int64))
     return words.view(torch.int16)[:numel].view(shape)
 
 
@@ -58,8 +75,8 @@ def dropout_mask(
     if threshold >= _LEVELS:
         raise ValueError(f"dropout probability {p} rounds to 1; every element would be dropped")
     signed_threshold = threshold - _LEVELS // 2  # u - 2^15 is what uniform16 holds
-    mask = uniform16(shape, generator).to(torch.float32)
-    mask.sub_(signed_threshold - 1).clamp_(0.0, 1.0).mul_(_LEVELS / (_LEVELS - threshold))
+    keep = np.greater_equal(uniform16(shape, generator).numpy(), signed_threshold)  # bool, numpy's vector compare
+    mask = torch.from_numpy(keep.view(np.uint8)).to(torch.float32).mul_(_LEVELS / (_LEVELS - threshold))
     return mask.to(dtype)
 
 

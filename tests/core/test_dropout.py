@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from core.nn import Dropout, fast_dropout
+import core.nn.dropout as dropout_module
 from core.nn.dropout import drop_threshold, dropout_mask, uniform16
+
+
+@pytest.fixture(params=["torch", "numpy"])
+def word_source(request, monkeypatch):
+    """Run a test with the random words of every mask from torch's generator, then from numpy's SFC64."""
+    monkeypatch.setattr(dropout_module, "NUMPY_WORDS_FROM", 1 << 62 if request.param == "torch" else 0)
+    return request.param
 
 
 def _within(observed: float, expected: float, variance_per_draw: float, draws: int, sigmas: float = 5.0) -> bool:
@@ -15,7 +23,7 @@ def _within(observed: float, expected: float, variance_per_draw: float, draws: i
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
-def test_drop_rate_and_scale_follow_the_rounded_probability(p):
+def test_drop_rate_and_scale_follow_the_rounded_probability(p, word_source):
     torch.manual_seed(0)
     shape = (400, 1000)
     mask = dropout_mask(shape, p)
@@ -28,7 +36,7 @@ def test_drop_rate_and_scale_follow_the_rounded_probability(p):
     assert kept_values.item() == pytest.approx(1.0 / (1.0 - rate), rel=1e-6)
 
 
-def test_every_lane_of_a_64_bit_draw_is_uniform():
+def test_every_lane_of_a_64_bit_draw_is_uniform(word_source):
     # plain random_() on int64 never sets the top bit: the fourth int16 of each word would never be negative
     torch.manual_seed(1)
     u = uniform16((200_000, 4)).double()
@@ -39,7 +47,7 @@ def test_every_lane_of_a_64_bit_draw_is_uniform():
         assert _within(column.mean().item(), -0.5, (2**16) ** 2 / 12, draws)
 
 
-def test_neighbouring_elements_are_independent():
+def test_neighbouring_elements_are_independent(word_source):
     torch.manual_seed(2)
     p = 0.3
     mask = dropout_mask((500_000, 2), p) == 0
@@ -61,14 +69,16 @@ def test_output_is_unbiased_and_gradient_uses_the_same_mask():
     assert _within(mean, 1.0, rate / (1 - rate), draws * 256)
 
 
-def test_seeded_runs_repeat_and_modes_fall_back():
+@pytest.mark.parametrize("shape", [(8, 16), (300, 200)])  # below and above NUMPY_WORDS_FROM
+def test_seeded_runs_repeat_and_modes_fall_back(shape):
     layer = Dropout(0.1)
-    x = torch.randn(8, 16)
+    x = torch.randn(shape)
     torch.manual_seed(4)
     first = layer(x)
     torch.manual_seed(4)
     assert torch.equal(first, layer(x))
     assert not torch.equal(first, x)
+    assert not torch.equal(layer(x), layer(x))  # consecutive calls draw fresh masks
     layer.eval()
     assert torch.equal(layer(x), x)
     assert torch.equal(fast_dropout(x, 0.0), x)

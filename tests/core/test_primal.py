@@ -46,9 +46,10 @@ def ksvd_transcription(m, e, r):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n", [7, 30])
-def test_forward_and_ksvd_match_transcription(causal, n):
+@pytest.mark.parametrize("low_rank", [3, 8])  # folded head maps (3), or not (8: as many multiply-adds per token)
+def test_forward_and_ksvd_match_transcription(causal, n, low_rank):
     torch.manual_seed(0)
-    m = core.build_attention("primal", 16, 2, causal=causal, low_rank=3, rank_multi=4).double()
+    m = core.build_attention("primal", 16, 2, causal=causal, low_rank=low_rank, rank_multi=4).double()
     x = torch.randn(3, n, 16, dtype=torch.float64)
     expected, e, r = transcription(m, x, causal)
     torch.testing.assert_close(m(x), expected)
@@ -57,10 +58,11 @@ def test_forward_and_ksvd_match_transcription(causal, n):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_gradients_match_autograd_of_the_transcription(causal):
+@pytest.mark.parametrize("low_rank", [3, 8])  # head maps folded into one matrix (3), or applied one after the other
+def test_gradients_match_autograd_of_the_transcription(causal, low_rank):
     """Gradients of the input and of every parameter (through the sampled tokens of W_{.|X} too)."""
     torch.manual_seed(1)
-    m = core.build_attention("primal", 16, 2, causal=causal, low_rank=3, rank_multi=4).double()
+    m = core.build_attention("primal", 16, 2, causal=causal, low_rank=low_rank, rank_multi=4).double()
     x = torch.randn(3, 11, 16, dtype=torch.float64, requires_grad=True)
     probe = torch.randn(3, 11, 16, dtype=torch.float64)
     params = [x, *m.parameters()]
