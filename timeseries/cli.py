@@ -8,6 +8,7 @@ JapaneseVowels (shipped with sktime), paper protocol, seed 666, and prints the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -147,6 +148,20 @@ def _train_in_worker(task: dict) -> dict:
                      torch.device(task["device"]), **task["options"])
 
 
+def _worker_ready() -> int:
+    """Warm-up task: the spawned worker has imported torch and the training code by the time this runs."""
+    return os.getpid()
+
+
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned workers (fresh interpreters: no forked thread pools), started now so that their imports
+    overlap the loading of the data."""
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    for _ in range(jobs):  # each submission finds no idle worker yet and starts one
+        pool.submit(_worker_ready)
+    return pool
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Every (data set, model, seed) run of ``args``, ``--jobs`` at a time; returns the summary rows."""
     datasets = list(PAPER_DATASETS) if args.dataset == ["all"] else args.dataset
@@ -156,8 +171,15 @@ def run(args: argparse.Namespace) -> list[dict]:
     if threads:
         torch.set_num_threads(threads)
     flush_denormals(device)  # process-wide, like the thread count: run() is the command's body
-    for dataset in datasets:  # fail before any training if a data set is missing
-        find_dataset_files(dataset, args.data_dir)
+    with _worker_pool(jobs) if jobs > 1 else contextlib.nullcontext() as pool:
+        for dataset in datasets:  # fail before any training if a data set is missing
+            find_dataset_files(dataset, args.data_dir)
+        return _run_datasets(args, datasets, models, device, jobs, threads, pool)
+
+
+def _run_datasets(args, datasets: list[str], models: list[str], device: torch.device, jobs: int, threads: int | None,
+                  pool: ProcessPoolExecutor | None) -> list[dict]:
+    """The runs of each data set in turn (on ``pool`` if given); writes the summary after each data set."""
     out = Path(args.out)
     results = []
     started = time.perf_counter()
@@ -182,9 +204,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         else:
             for position, task in enumerate(tasks):
                 task["options"]["progress_position"] = position % jobs
-            # spawn: fresh interpreters (no forked thread pools); the deadline is time.monotonic(), shared by all
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                finished = list(pool.map(_train_in_worker, tasks))
+            finished = list(pool.map(_train_in_worker, tasks))  # the deadline is time.monotonic(), shared by all
         results.extend(finished)
         curves = {f"{t['model']} seed {t['seed']}": read_metrics(t["run_dir"]) for t in tasks}
         plot_learning_curves(curves, out / dataset / f"curves_{args.protocol}.png", title=f"{dataset} ({args.protocol})")
