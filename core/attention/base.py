@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.ops.masks import check_key_padding_mask
+from core.ops.projections import shared_input_projections
 from core.nn.dropout import Dropout
 
 
@@ -93,11 +94,11 @@ class ProjectedAttention(nn.Module):
         return t.transpose(1, 2).reshape(b, n, h * d)
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Per-head queries, keys and values, each ``(B, H, N, Dh)`` (values None without ``v_proj``)."""
-        q = self.split_heads(self.q_proj(x))
-        k = self.split_heads(self.k_proj(x))
-        v = self.split_heads(self.v_proj(x)) if self.v_proj is not None else None
-        return q, k, v
+        """Per-head queries, keys and values, each ``(B, H, N, Dh)`` (values None without ``v_proj``); one
+        accumulated input gradient for the projections (:func:`core.ops.projections.shared_input_projections`)."""
+        layers = [self.q_proj, self.k_proj] + ([self.v_proj] if self.v_proj is not None else [])
+        projected = [self.split_heads(t) for t in shared_input_projections(x, *layers)]
+        return projected[0], projected[1], projected[2] if self.v_proj is not None else None
 
     def attend(
         self,
