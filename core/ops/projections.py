@@ -41,11 +41,7 @@ class _SharedInputProjections(torch.autograd.Function):
                 grad_params[2 * i] = grad2d.t().mm(x2d)
             if bias is not None and ctx.needs_input_grad[2 + 2 * i]:
                 grad_params[2 * i + 1] = grad2d.sum(dim=0)
-        if grad_x is not None:
-            grad_x = grad_x.view(x.shape)
-        elif ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x)
-        return (grad_x, *grad_params)
+        return (None if grad_x is None else grad_x.view(x.shape), *grad_params)
 
 
 def shared_input_projections(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch.Tensor, ...]:
@@ -58,7 +54,8 @@ def shared_input_projections(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch
     Returns:
         tuple: one ``(..., D_out_i)`` tensor per layer, equal to ``layer(x)``.
     """
-    if not torch.is_grad_enabled() or not (x.requires_grad or any(p.requires_grad for l in layers for p in l.parameters())):
-        return tuple(layer(x) for layer in layers)
+    wants_grad = x.requires_grad or any(p.requires_grad for layer in layers for p in layer.parameters())
+    if not torch.is_grad_enabled() or not wants_grad or torch.is_autocast_enabled(x.device.type):
+        return tuple(layer(x) for layer in layers)  # nothing to save; autocast records its casts on plain layers
     params = [t for layer in layers for t in (layer.weight, layer.bias)]
     return _SharedInputProjections.apply(x, *params)

@@ -47,3 +47,13 @@ def test_gradcheck():
     layers = _layers([3, 2])
     x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: shared_input_projections(t, *layers), (x,))
+
+
+def test_autocast_falls_back_to_the_plain_layers():
+    layers = [nn.Linear(6, 4), nn.Linear(6, 4)]
+    x = torch.randn(5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outs = shared_input_projections(x, *layers)
+    assert all(o.dtype == torch.bfloat16 for o in outs)
+    sum(o.float().sum() for o in outs).backward()
+    assert x.grad.dtype == torch.float32 and layers[1].weight.grad is not None
