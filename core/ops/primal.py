@@ -292,8 +292,13 @@ def projected_cosine_scores(
             from x: less time, more memory. Default: False (only x is kept).
 
     Returns:
-        tuple: e and r, each ``[B, N, H, s]``.
+        tuple: e and r, each ``[B, N, H, s]`` (float32 or wider under autocast, which the fused function does not
+        follow: it then runs with autocast off on inputs cast to float32, the casts recorded by autograd).
     """
-    return _ProjectedCosineScores.apply(
-        x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r, num_heads, save_projections
-    )
+    args = (x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r)
+    if not torch.is_autocast_enabled(x.device.type):
+        return _ProjectedCosineScores.apply(*args, num_heads, save_projections)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    with torch.autocast(x.device.type, enabled=False):
+        args = tuple(None if t is None else t.to(dtype) for t in args)
+        return _ProjectedCosineScores.apply(*args, num_heads, save_projections)

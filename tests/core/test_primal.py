@@ -174,3 +174,17 @@ def test_projected_cosine_scores_gradients():
         assert torch.autograd.gradcheck(
             lambda *t: _ProjectedCosineScores.apply(*t, 3, save_projections), (x, qw, qb, w_e, kw, kb, w_r)
         )
+
+
+def test_autocast_forward_and_backward_follow_the_float32_layer():
+    """Under (CPU bfloat16) autocast the fused score function runs in float32; gradients reach every parameter."""
+    torch.manual_seed(2)
+    m = core.build_attention("primal", 32, 4, low_rank=4, rank_multi=2)
+    x = torch.randn(2, 9, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+        loss = y.float().pow(2).mean() + core.ksvd_loss(m)
+    loss.backward()
+    reference = m(x.detach()).pow(2).mean() + core.ksvd_loss(m)
+    assert torch.allclose(loss.detach(), reference.detach(), rtol=0.05)
+    assert x.grad is not None and all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
