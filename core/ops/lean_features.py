@@ -86,10 +86,13 @@ class _Workspace:
         return out
 
 
-def _key_offsets(k: torch.Tensor, mask: torch.Tensor | None, kappa: float) -> torch.Tensor:
-    """``o_j = -kappa ||k_j||^2`` as ``[B, H, N, 1]``, ``-inf`` at padded keys (their features are exactly 0)."""
+def _key_offsets(k: torch.Tensor, mask: torch.Tensor | None, kappa: float, shift: torch.Tensor | None = None):
+    """``o_j = -kappa ||k_j||^2 - shift`` as ``[H, C, 1]`` for a chunk of keys ``[H, C, d]`` (computed per chunk, while
+    the chunk is in cache), ``-inf`` at padded keys (their features are exactly 0); ``mask [C]``, ``shift [H, 1, 1]``."""
     offsets = torch.linalg.vector_norm(k, dim=-1, keepdim=True).square_().mul_(-kappa)
-    return offsets if mask is None else offsets.masked_fill_(~mask[:, None, :, None], float("-inf"))
+    if shift is not None:
+        offsets.sub_(shift)
+    return offsets if mask is None else offsets.masked_fill_(~mask[None, :, None], float("-inf"))
 
 
 def _key_exponent(k, offsets, weight_ones, bias, work, name):
@@ -97,7 +100,7 @@ def _key_exponent(k, offsets, weight_ones, bias, work, name):
 
     Args:
         k (torch.Tensor): ``[H, C, d]``.
-        offsets (torch.Tensor): ``[H, C, 1]``.
+        offsets (torch.Tensor): ``[H, C, 1]`` (:func:`_key_offsets`).
         weight_ones (torch.Tensor): ``[H, m, d + 1]`` ``[W, 1]``.
         bias (torch.Tensor, optional): ``[H, 1, m]`` c.
     """
@@ -106,7 +109,7 @@ def _key_exponent(k, offsets, weight_ones, bias, work, name):
     return e if bias is None else e.add_(bias)
 
 
-def _key_state(k, v, weight_ones, bias, offsets, chunk, work):
+def _key_state(k, v, weight_ones, bias, mask, kappa, chunk, work):
     """``S = sum_j exp(e(k_j) + o_j - M) [v_j, 1]^T`` and M, reading the keys once.
 
     Each chunk is stabilised by its own maximum; the chunk states are rescaled to the sequence maximum M at the end.
@@ -116,7 +119,8 @@ def _key_state(k, v, weight_ones, bias, offsets, chunk, work):
         v (torch.Tensor): ``[H, N, Dv]`` values.
         weight_ones (torch.Tensor): ``[H, m, d + 1]`` ``[W, 1]``.
         bias (torch.Tensor, optional): ``[H, 1, m]``.
-        offsets (torch.Tensor): ``[H, N, 1]`` ``-kappa ||k_j||^2``, ``-inf`` at padded keys.
+        mask (torch.Tensor, optional): ``[N]`` bool, True = real key.
+        kappa (float): coefficient of ``||k_j||^2``.
         chunk (int): keys per chunk.
         work (_Workspace): buffers.
 
@@ -127,7 +131,8 @@ def _key_state(k, v, weight_ones, bias, offsets, chunk, work):
     states = v.new_empty(len(spans), v.shape[0], weight_ones.shape[1], v.shape[-1] + 1)
     tops = v.new_empty(len(spans), v.shape[0], 1, 1)
     for i, (start, stop) in enumerate(spans):
-        e = _key_exponent(k[:, start:stop], offsets[:, start:stop], weight_ones, bias, work, "exponent")
+        k_c, mask_c = k[:, start:stop], None if mask is None else mask[start:stop]
+        e = _key_exponent(k_c, _key_offsets(k_c, mask_c, kappa), weight_ones, bias, work, "exponent")
         top = torch.amax(e, dim=(-2, -1), keepdim=True, out=tops[i])
         e.sub_(torch.nan_to_num(top, neginf=0.0)).exp_()  # a -inf top: the chunk is all padding
         torch.bmm(e.transpose(1, 2), work.joined("values", v[:, start:stop]), out=states[i])
@@ -209,17 +214,18 @@ def _query_gradients(q, grad_out, state, weight, bias, eps, chunk, work, grad_q,
     return torch.where(state[..., -1:] > 0, grad_state, 0.0)
 
 
-def _key_gradients(k, v, grad_state, weight_ones, bias, offsets, kappa, chunk, work, grad_k, grad_v, grad_w,
+def _key_gradients(k, v, grad_state, weight_ones, bias, mask, top, kappa, chunk, work, grad_k, grad_v, grad_w,
                    grad_c):
     """Gradients through the keys and values, given d loss / d S; ``grad_*`` (or None) are filled.
 
     ``weight_ones [H, m, d + 1]`` is ``[W, 1]``: one matmul also gives the row sums of ``g_e`` that the norm term
-    ``-kappa ||k||^2`` needs. ``offsets [H, N, 1]`` are ``-kappa ||k_j||^2 - M`` (``-inf`` at padding).
+    ``-kappa ||k||^2`` needs. ``mask [N]`` marks real keys, ``top [H, 1, 1]`` is the forward pass's key constant M.
     """
     dv, d = v.shape[-1], k.shape[-1]
     for start, stop in _chunks(k.shape[1], chunk):
         k_c, rows = k[:, start:stop], stop - start
-        kf = _key_exponent(k_c, offsets[:, start:stop], weight_ones, bias, work, "features").exp_()
+        offsets = _key_offsets(k_c, None if mask is None else mask[start:stop], kappa, top)
+        kf = _key_exponent(k_c, offsets, weight_ones, bias, work, "features").exp_()
         if grad_v is not None:
             torch.bmm(kf, grad_state[..., :dv], out=grad_v[:, start:stop])
         values = work.joined("values", v[:, start:stop])
@@ -248,9 +254,9 @@ class _KeyState(torch.autograd.Function):
     def forward(ctx, k, v, weight, bias, mask, kappa, chunk):
         rows = min(_FORWARD_ROWS * chunk, v.shape[2])
         work = _Workspace(v, v.shape[1], rows)
-        offsets, weight_ones = _key_offsets(k, mask, kappa), _with_ones(weight)
-        states, tops = zip(*(_key_state(k[i], v[i], _of_batch(weight_ones, i), _of_batch(bias, i), offsets[i], rows,
-                                        work) for i in range(v.shape[0])))
+        weight_ones = _with_ones(weight)
+        states, tops = zip(*(_key_state(k[i], v[i], _of_batch(weight_ones, i), _of_batch(bias, i),
+                                        None if mask is None else mask[i], kappa, rows, work) for i in range(v.shape[0])))
         ctx.save_for_backward(k, v, weight, bias, mask, torch.stack(tops))
         ctx.kappa, ctx.chunk = kappa, chunk
         return torch.stack(states)
@@ -263,11 +269,12 @@ class _KeyState(torch.autograd.Function):
         grad_v = torch.empty_like(v) if need_v else None
         grad_w = torch.zeros_like(weight) if need_w else None
         grad_c = torch.zeros_like(bias) if need_c else None
-        offsets, weight_ones = _key_offsets(k, mask, ctx.kappa).sub_(tops), _with_ones(weight)
+        weight_ones = _with_ones(weight)
         work = _Workspace(v, v.shape[1], min(ctx.chunk, v.shape[2]))
         for i in range(v.shape[0]):
-            _key_gradients(k[i], v[i], grad_states[i], _of_batch(weight_ones, i), _of_batch(bias, i), offsets[i],
-                           ctx.kappa, ctx.chunk, work, *(_of_batch(t, i) for t in (grad_k, grad_v, grad_w, grad_c)))
+            _key_gradients(k[i], v[i], grad_states[i], _of_batch(weight_ones, i), _of_batch(bias, i),
+                           None if mask is None else mask[i], tops[i], ctx.kappa, ctx.chunk, work,
+                           *(_of_batch(t, i) for t in (grad_k, grad_v, grad_w, grad_c)))
         return grad_k, grad_v, grad_w, grad_c, None, None, None
 
 
