@@ -25,6 +25,7 @@ from core.engine import seed_everything, write_json
 from timeseries.batching import gather, training_batches
 from timeseries.config import PAPER_MODELS, resolve_config
 from timeseries.data import load_uea
+from timeseries.optim import clipped_step
 from timeseries.train import build_model, evaluate, evaluation_epochs, make_optimizer
 
 
@@ -56,8 +57,11 @@ def time_loop(config: dict, data, model_name: str, mode: str, epochs: int, seed:
             loss = F.cross_entropy(model(x, mask), y) + config["eta"] * core.ksvd_loss(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config["clip_norm"], foreach=not original)
-            optimizer.step()
+            if original:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config["clip_norm"], foreach=False)
+                optimizer.step()
+            else:  # the suite's own step (timeseries.train)
+                clipped_step(optimizer, model.parameters(), config["clip_norm"])
         train_cpu += time.process_time() - cpu
         train_wall += time.perf_counter() - wall
         cpu, wall = time.process_time(), time.perf_counter()

@@ -160,9 +160,9 @@ class PrimalAttention(ProjectedAttention):
         """
         tokens = scores.numel() // (self.num_heads * 2 * self.low_rank)
         width = 2 * self.low_rank
-        unfolded = tokens * (width + self.dim) * self.dim
-        folded = tokens * self.num_heads * width * self.dim + self.dim * self.dim * width
-        if (self.training and isinstance(self.dropout, nn.Dropout)) or folded >= unfolded:
+        unfolded_cost = tokens * (width + self.dim) * self.dim
+        folded_cost = tokens * self.num_heads * width * self.dim + self.dim * self.dim * width
+        if (self.training and isinstance(self.dropout, nn.Dropout)) or folded_cost >= unfolded_cost:
             return self.out_proj(self.dropout(self.score_proj(scores).flatten(-2)))
         out_weight = self.out_proj.weight.view(self.dim, self.num_heads, self.head_dim)  # (D, H, p)
         folded = torch.einsum("dhp,pt->dht", out_weight, self.score_proj.weight).reshape(self.dim, -1)
