@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,3 +72,15 @@ def test_japanese_vowels_from_the_installed_sktime():
                               "classes": 9, "features": 12, "max_len": 26}
     assert int(data.train.lengths.min()) == 7
     np.testing.assert_allclose(data.train.values[data.train.mask].mean(0).numpy(), 0.0, atol=1e-5)
+
+
+def test_shipped_data_are_found_without_importing_sktime():
+    """Locating sktime's data folder must not import sktime (about 1.7 s); reading a file does."""
+    if not (sktime_data_root() / "JapaneseVowels").is_dir():
+        pytest.skip("this sktime installation does not ship JapaneseVowels")
+    code = ("import sys\n"
+            "from timeseries.data import find_dataset_files\n"
+            "train, test = find_dataset_files('JapaneseVowels')\n"
+            "assert train.is_file() and test.is_file(), (train, test)\n"
+            "assert 'sktime' not in sys.modules, 'finding the files imported sktime'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
