@@ -21,6 +21,7 @@ from torch import nn
 from core.attention.base import ProjectedAttention
 from core.ops.feature_weights import FASTFOOD, WEIGHT_NAMES, draw_fastfood, draw_weights, fastfood_transform
 from core.ops.lean_features import lean_positive_feature_attention
+from core.ops.lean_projected import projected_lean_attention
 from core.ops.linear import accumulation_dtype
 from core.ops.random_features import (
     COMPONENTS,
@@ -273,11 +274,40 @@ class RandomFeatureAttention(ProjectedAttention):
         a, x, y, key_norms = self._statistics_setup(q * scale, k * scale, key_padding_mask)
         return positive_attention_features(x, y, omega, a, self.kernel, key_padding_mask, self.causal, key_norms)
 
-    def attend(self, q, k, v, key_padding_mask, x):
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention ``(B, N, D) -> (B, N, D)`` (see :class:`ProjectedAttention`); non-causal PosRF and GERF in
+        float32/float64 run their q/k/v projections and the attention in one node
+        (:func:`core.ops.lean_projected.projected_lean_attention`: no separate ``[B, N, D]`` gradients of q, k, v)."""
+        if not self._projected_lean_path(x):
+            return super().forward(x, key_padding_mask)
+        mask = self.check_input(x, key_padding_mask)
+        self._count_training_call()
+        acc = accumulation_dtype(x.dtype)
+        weight, bias, kappa = self._folded_weights(acc, self.head_dim**-0.25)
+        layers = (self.q_proj, self.k_proj, self.v_proj)
+        proj_weight = torch.cat([layer.weight for layer in layers])
+        proj_bias = None if self.q_proj.bias is None else torch.cat([layer.bias for layer in layers])
+        out = projected_lean_attention(x, proj_weight, proj_bias, weight, bias, mask, self.num_heads, kappa)
+        return self.out_proj(self.dropout(out))
+
+    def _projected_lean_path(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward` can fuse the projections: the lean path, PosRF/GERF (no statistics of the whole
+        q and k), values, and the input's own dtype throughout (no autocast, float32/float64 everywhere)."""
+        if not self._lean_path() or self.component not in ("posrf", "gerf") or self.v_proj is None:
+            return False
+        if x.dtype != accumulation_dtype(x.dtype) or torch.is_autocast_enabled(x.device.type):
+            return False
+        return all(p.dtype == x.dtype for layer in (self.q_proj, self.k_proj, self.v_proj) for p in layer.parameters())
+
+    def _count_training_call(self) -> None:
+        """Redraw the drawn matrices every ``redraw_interval`` training forward passes."""
         if self.training and self.redraw_interval:
             if self.training_calls and self.training_calls % self.redraw_interval == 0:
                 self.redraw()
             self.training_calls += 1
+
+    def attend(self, q, k, v, key_padding_mask, x):
+        self._count_training_call()
         if self._lean_path():
             return self._lean_attend(q, k, v, key_padding_mask)
         qf, kf = self.feature_maps(q, k, key_padding_mask)
@@ -294,18 +324,22 @@ class RandomFeatureAttention(ProjectedAttention):
     def _lean_attend(self, q, k, v, key_padding_mask):
         """The feature maps of :meth:`feature_maps` with A folded into the weight rows, recomputed in backward."""
         acc = accumulation_dtype(q.dtype)
-        omega = self.feature_weights().to(acc)
-        scale = self.head_dim**-0.25
-        if self.component == "posrf":
-            a = None
-        elif self.component == "gerf":
-            a = self._gerf_a().to(acc)[None, :, None, None]
+        if self.component in ("posrf", "gerf"):
+            weight, bias, kappa = self._folded_weights(acc, self.head_dim**-0.25)
         else:
+            scale = self.head_dim**-0.25
             a, q, k, _ = self._statistics_setup(q.to(acc) * scale, k.to(acc) * scale, key_padding_mask)
-            scale = 1.0
-        weight, bias = folded_gerf_weights(omega, a, scale)
-        kappa = scale**2 / 2 if self.kernel == "softmax" else scale**2
+            weight, bias, kappa = self._folded_weights(acc, 1.0, a)
         return lean_positive_feature_attention(q, k, v, weight, bias, key_padding_mask, kappa)
+
+    def _folded_weights(self, acc: torch.dtype, scale: float, a: torch.Tensor | None = None):
+        """``(W, c, kappa)`` of the lean path for inputs scaled by ``scale``: A is GERF's own (PosRF: 0) unless
+        given (OPRF/SADERF statistics)."""
+        omega = self.feature_weights().to(acc)
+        if a is None and self.component == "gerf":
+            a = self._gerf_a().to(acc)[None, :, None, None]
+        weight, bias = folded_gerf_weights(omega, a, scale)
+        return weight, bias, scale**2 / 2 if self.kernel == "softmax" else scale**2
 
     def attention_matrix(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The ``[B, H, N, N]`` row-normalised matrix ``f(q_i) . f(k_j) / sum_j f(q_i) . f(k_j)`` this module applies."""

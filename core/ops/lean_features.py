@@ -191,27 +191,53 @@ def _query_gradients(q, grad_out, state, weight, bias, eps, chunk, work, grad_q,
         grad_q, grad_w, grad_c (torch.Tensor, optional): ``[H, N, d]`` written, ``[H, m, d]``, ``[H, 1, m]``
             accumulated.
     """
-    values, weight_logits, z = _feature_attention(state, weight, bias, eps)
-    grad_values = torch.zeros_like(values)
-    grad_logits = torch.zeros_like(z)
+    pass_ = _QueryBackward(state, weight, bias, eps, grad_w)
     for start, stop in _chunks(q.shape[1], chunk):
-        q_c, g = q[:, start:stop], grad_out[:, start:stop]
-        weights = _feature_weights(q_c, weight_logits, work)
-        grad_values.baddbmm_(weights.transpose(1, 2), g)
-        g_e = torch.bmm(g, values.transpose(1, 2), out=work.get("features", stop - start, weights.shape[-1]))
+        pass_.chunk(q[:, start:stop], grad_out[:, start:stop], work,
+                    None if grad_q is None else grad_q[:, start:stop])
+    return pass_.state_gradient(grad_c)
+
+
+class _QueryBackward:
+    """The queries' backward pass, one chunk at a time: d loss / d q per chunk, d loss / d S at the end.
+
+    Args:
+        state (torch.Tensor): ``[H, m, Dv + 1]`` S.
+        weight (torch.Tensor): ``[H, m, d]`` W.
+        bias (torch.Tensor, optional): ``[H, 1, m]`` c.
+        eps (float): the forward pass's eps.
+        grad_w (torch.Tensor, optional): ``[H, m, d]``, accumulated.
+    """
+
+    def __init__(self, state, weight, bias, eps, grad_w):
+        self.state, self.weight, self.grad_w = state, weight, grad_w
+        self.values, self.weight_logits, self.z = _feature_attention(state, weight, bias, eps)
+        self.grad_values = torch.zeros_like(self.values)
+        self.grad_logits = torch.zeros_like(self.z)
+
+    def chunk(self, q_c, grad_out_c, work, grad_q_c=None):
+        """Write ``grad_q_c [H, C, d]`` (any strides; None: skipped) for ``q_c [H, C, d]``, ``grad_out_c [H, C, Dv]``."""
+        weights = _feature_weights(q_c, self.weight_logits, work)
+        self.grad_values.baddbmm_(weights.transpose(1, 2), grad_out_c)
+        g_e = torch.bmm(grad_out_c, self.values.transpose(1, 2),
+                        out=work.get("features", q_c.shape[1], weights.shape[-1]))
         g_e.mul_(weights)  # the softmax backward pass: a (g - <g, a>)
         g_e.addcmul_(weights, g_e.sum(dim=-1, keepdim=True), value=-1.0)
-        if grad_q is not None:
-            torch.bmm(g_e, weight, out=grad_q[:, start:stop])
-        grad_logits.add_(g_e.sum(dim=-2).unsqueeze(-1))
-        if grad_w is not None:
-            grad_w.baddbmm_(g_e.transpose(1, 2), q_c)
-    if grad_c is not None:
-        grad_c.add_(grad_logits.transpose(1, 2))
-    grad_z = (grad_logits - (grad_values * values).sum(dim=-1, keepdim=True)) / z
-    grad_state = torch.cat([grad_values / z, grad_z], dim=-1)
-    # no real key (z = 0): the output is 0 whatever S is; a division by eps must not reach the keys as inf or nan
-    return torch.where(state[..., -1:] > 0, grad_state, 0.0)
+        if grad_q_c is not None:
+            torch.bmm(g_e, self.weight, out=grad_q_c)
+        self.grad_logits.add_(g_e.sum(dim=-2).unsqueeze(-1))
+        if self.grad_w is not None:
+            self.grad_w.baddbmm_(g_e.transpose(1, 2), q_c)
+
+    def state_gradient(self, grad_c=None):
+        """d loss / d S ``[H, m, Dv + 1]`` once every chunk is done; accumulates ``grad_c [H, 1, m]`` if given."""
+        if grad_c is not None:
+            grad_c.add_(self.grad_logits.transpose(1, 2))
+        values, z = self.values, self.z
+        grad_z = (self.grad_logits - (self.grad_values * values).sum(dim=-1, keepdim=True)) / z
+        grad_state = torch.cat([self.grad_values / z, grad_z], dim=-1)
+        # no real key (z = 0): the output is 0 whatever S is; a division by eps must not reach the keys as inf or nan
+        return torch.where(self.state[..., -1:] > 0, grad_state, 0.0)
 
 
 def _key_gradients(k, v, grad_state, weight_ones, bias, mask, top, kappa, chunk, work, grad_k, grad_v, grad_w,
@@ -221,27 +247,69 @@ def _key_gradients(k, v, grad_state, weight_ones, bias, mask, top, kappa, chunk,
     ``weight_ones [H, m, d + 1]`` is ``[W, 1]``: one matmul also gives the row sums of ``g_e`` that the norm term
     ``-kappa ||k||^2`` needs. ``mask [N]`` marks real keys, ``top [H, 1, 1]`` is the forward pass's key constant M.
     """
-    dv, d = v.shape[-1], k.shape[-1]
     for start, stop in _chunks(k.shape[1], chunk):
-        k_c, rows = k[:, start:stop], stop - start
-        offsets = _key_offsets(k_c, None if mask is None else mask[start:stop], kappa, top)
-        kf = _key_exponent(k_c, offsets, weight_ones, bias, work, "features").exp_()
-        if grad_v is not None:
-            torch.bmm(kf, grad_state[..., :dv], out=grad_v[:, start:stop])
-        values = work.joined("values", v[:, start:stop])
-        g_e = torch.bmm(values, grad_state.transpose(1, 2), out=work.get("exponent", rows, kf.shape[-1])).mul_(kf)
-        if grad_k is not None:
-            sums = torch.bmm(g_e, weight_ones, out=work.get("keys", rows, d + 1))  # the keys are read
-            torch.addcmul(sums[..., :d], k_c, sums[..., d:], value=-2 * kappa, out=grad_k[:, start:stop])
-        if grad_w is not None:
-            grad_w.baddbmm_(g_e.transpose(1, 2), k_c)
-        if grad_c is not None:
-            grad_c.add_(g_e.sum(dim=-2, keepdim=True))
+        span = slice(start, stop)
+        _key_chunk_gradients(k[:, span], v[:, span], None if mask is None else mask[span], grad_state, weight_ones,
+                             bias, top, kappa, work, None if grad_k is None else grad_k[:, span],
+                             None if grad_v is None else grad_v[:, span], grad_w, grad_c)
+
+
+def _key_chunk_gradients(k_c, v_c, mask_c, grad_state, weight_ones, bias, top, kappa, work, grad_k_c, grad_v_c,
+                         grad_w, grad_c):
+    """:func:`_key_gradients` for one chunk ``k_c [H, C, d]``, ``v_c [H, C, Dv]``, ``mask_c [C]``: writes
+    ``grad_k_c``, ``grad_v_c`` (any strides; None: skipped), accumulates ``grad_w``, ``grad_c``."""
+    dv, d, rows = v_c.shape[-1], k_c.shape[-1], k_c.shape[1]
+    offsets = _key_offsets(k_c, mask_c, kappa, top)
+    kf = _key_exponent(k_c, offsets, weight_ones, bias, work, "features").exp_()
+    if grad_v_c is not None:
+        torch.bmm(kf, grad_state[..., :dv], out=grad_v_c)
+    values = work.joined("values", v_c)
+    g_e = torch.bmm(values, grad_state.transpose(1, 2), out=work.get("exponent", rows, kf.shape[-1])).mul_(kf)
+    if grad_k_c is not None:
+        sums = torch.bmm(g_e, weight_ones, out=work.get("keys", rows, d + 1))  # the keys are read
+        torch.addcmul(sums[..., :d], k_c, sums[..., d:], value=-2 * kappa, out=grad_k_c)
+    if grad_w is not None:
+        grad_w.baddbmm_(g_e.transpose(1, 2), k_c)
+    if grad_c is not None:
+        grad_c.add_(g_e.sum(dim=-2, keepdim=True))
 
 
 def _with_ones(weight: torch.Tensor) -> torch.Tensor:
     """``[W, 1]``: ``[..., m, d + 1]``."""
     return torch.cat([weight, weight.new_ones(*weight.shape[:-1], 1)], dim=-1)
+
+
+def key_states(k, v, weight, bias, mask, kappa: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys' pass of the forward: ``S [B, H, m, Dv + 1]`` and the key constants ``M [B, H, 1, 1]``.
+
+    Args:
+        k (torch.Tensor): ``[B, H, N, d]`` keys (any strides).
+        v (torch.Tensor): ``[B, H, N, Dv]`` values.
+        weight (torch.Tensor): ``[H, m, d]`` or ``[B or 1, H, m, d]`` W.
+        bias (torch.Tensor, optional): ``[B or 1, H, 1, m]`` c.
+        mask (torch.Tensor, optional): bool ``[B, N]``, True = real key.
+        kappa (float): coefficient of ``||k_j||^2``.
+        chunk (int): the backward pass's chunk length (this pass takes chunks twice as long).
+    """
+    rows = min(_FORWARD_ROWS * chunk, v.shape[2])
+    work = _Workspace(v, v.shape[1], rows)
+    weight_ones = _with_ones(weight)
+    states, tops = zip(*(_key_state(k[i], v[i], _of_batch(weight_ones, i), _of_batch(bias, i),
+                                    None if mask is None else mask[i], kappa, rows, work) for i in range(v.shape[0])))
+    return torch.stack(states), torch.stack(tops)
+
+
+def attend_states(q, states, weight, bias, eps: float, chunk: int) -> torch.Tensor:
+    """The queries' pass of the forward: token-major ``out [B, N, H, Dv]`` for ``q [B, H, N, d]`` (any strides) and
+    ``S [B, H, m, Dv + 1]`` of :func:`key_states`; ``weight``, ``bias`` as there."""
+    b, h, n, _ = q.shape
+    out = q.new_empty(b, n, h, states.shape[-1] - 1)
+    rows = min(_FORWARD_ROWS * chunk, n)
+    work = _Workspace(q, h, rows)
+    for i in range(b):
+        _attend_queries(q[i], states[i], _of_batch(weight, i), _of_batch(bias, i), eps, rows, work,
+                        out[i].transpose(0, 1))
+    return out
 
 
 class _KeyState(torch.autograd.Function):
@@ -252,14 +320,10 @@ class _KeyState(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, k, v, weight, bias, mask, kappa, chunk):
-        rows = min(_FORWARD_ROWS * chunk, v.shape[2])
-        work = _Workspace(v, v.shape[1], rows)
-        weight_ones = _with_ones(weight)
-        states, tops = zip(*(_key_state(k[i], v[i], _of_batch(weight_ones, i), _of_batch(bias, i),
-                                        None if mask is None else mask[i], kappa, rows, work) for i in range(v.shape[0])))
-        ctx.save_for_backward(k, v, weight, bias, mask, torch.stack(tops))
+        states, tops = key_states(k, v, weight, bias, mask, kappa, chunk)
+        ctx.save_for_backward(k, v, weight, bias, mask, tops)
         ctx.kappa, ctx.chunk = kappa, chunk
-        return torch.stack(states)
+        return states
 
     @staticmethod
     def backward(ctx, grad_states):
@@ -283,16 +347,9 @@ class _QueryAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, states, weight, bias, eps, chunk):
-        b, h, n, _ = q.shape
-        out = q.new_empty(b, n, h, states.shape[-1] - 1)
-        rows = min(_FORWARD_ROWS * chunk, n)
-        work = _Workspace(q, h, rows)
-        for i in range(b):
-            _attend_queries(q[i], states[i], _of_batch(weight, i), _of_batch(bias, i), eps, rows, work,
-                            out[i].transpose(0, 1))
         ctx.save_for_backward(q, states, weight, bias)
         ctx.eps, ctx.chunk = eps, chunk
-        return out
+        return attend_states(q, states, weight, bias, eps, chunk)
 
     @staticmethod
     def backward(ctx, grad_out):
