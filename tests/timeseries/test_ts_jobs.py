@@ -1,11 +1,12 @@
 """Runs trained in parallel worker processes (--jobs) equal the same runs trained one after another."""
 
 import json
+import sys
 
 import pytest
 import torch
 
-from timeseries.cli import main, plan_jobs
+from timeseries.cli import _worker_modules, _worker_pool, main, plan_jobs
 
 
 def test_plan_shares_cores_on_cpu_and_runs_one_at_a_time_on_gpu(monkeypatch):
@@ -35,6 +36,20 @@ def test_parallel_runs_match_sequential_runs(toy_root, tmp_path):
     for key, sequential in runs["1"].items():
         parallel = runs["2"][key]
         assert parallel["accuracy"] == sequential["accuracy"] and parallel["test_loss"] == sequential["test_loss"]
+
+
+def _imported(modules: list[str]) -> list[str]:
+    """Which of ``modules`` the worker running this has imported."""
+    return [name for name in modules if name in sys.modules]
+
+
+def test_workers_start_with_the_training_code_and_every_mechanism_imported():
+    """Workers are forked from a fork server that imported torch, the training code and the registry's mechanisms
+    once (spawned workers imported them each: about 3.5 CPU-s apiece on two cores)."""
+    modules = _worker_modules()
+    assert "timeseries.cli" in modules and "core.attention.primal" in modules
+    with _worker_pool(2) as pool:
+        assert pool.submit(_imported, modules).result(timeout=120) == modules
 
 
 def test_flush_denormals_zeroes_subnormal_arithmetic_on_cpu():
