@@ -24,7 +24,7 @@ import core
 from core.engine import flush_denormals, select_device, write_json
 from timeseries.config import PAPER_MODELS, canonical_model, resolve_config
 from timeseries.data import PAPER_DATASETS, PROTOCOLS, find_dataset_files, load_uea
-from timeseries.report import format_table, plot_learning_curves, read_metrics, summarise, write_summary_csv
+from timeseries.report import format_table, import_plotting, plot_learning_curves, read_metrics, summarise, write_summary_csv
 from timeseries.train import TimeLimitReached, train_run
 
 DEFAULT_DATASET = "JapaneseVowels"
@@ -225,6 +225,7 @@ def _run_datasets(args, datasets: list[str], models: list[str], device: torch.de
         else:
             for position, task in enumerate(tasks):
                 task["options"]["progress_position"] = position % jobs
+            import_plotting()  # fits in the wait of the first fork for the fork server's imports
             finished = list(pool.map(_train_in_worker, tasks))  # the deadline is time.monotonic(), shared by all
         results.extend(finished)
         curves = {f"{t['model']} seed {t['seed']}": read_metrics(t["run_dir"]) for t in tasks}

@@ -73,6 +73,16 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def import_plotting() -> bool:
+    """Import matplotlib now (about 0.5 s) instead of in the first :func:`plot_learning_curves`, e.g. while the
+    process waits anyway; returns whether it is installed."""
+    try:
+        pyplot()
+    except ImportError:
+        return False
+    return True
+
+
 def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "") -> Path | None:
     """Training loss, KSVD term and validation accuracy against epochs, one line per run label.
 

@@ -26,3 +26,15 @@ else:
     raise AssertionError("an unknown model was accepted")
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_matplotlib_can_be_imported_before_the_first_plot():
+    """The command imports matplotlib while its first worker waits for the fork server, not after the runs."""
+    code = """
+import sys
+from timeseries.report import import_plotting
+
+assert "matplotlib" not in sys.modules, "timeseries.report imported matplotlib by itself"
+assert import_plotting() and "matplotlib.pyplot" in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
