@@ -38,3 +38,18 @@ assert "matplotlib" not in sys.modules, "timeseries.report imported matplotlib b
 assert import_plotting() and "matplotlib.pyplot" in sys.modules
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_objects_are_frozen_at_exit(tmp_path):
+    """The command freezes the garbage collector at exit, so that the interpreter's last collections skip the
+    objects of torch, sktime and matplotlib; before that, collections are untouched."""
+    code = f"""
+import atexit, gc
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))  # runs after the command's handlers
+from timeseries.cli import main
+
+assert main(["--dataset", "Missing", "--data-dir", {str(tmp_path)!r}, "--out", {str(tmp_path / "out")!r}]) == 2
+assert gc.get_freeze_count() == 0, "frozen before exit"
+"""
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert result.stdout.strip().endswith("frozen at exit: True"), result.stdout + result.stderr
