@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 
 # A padded key's augmented score; exp() of it is exactly 0 in every floating dtype.
 _PAD_SCORE = -1.0e4
@@ -95,7 +94,11 @@ def kernelized_attention(
     # The sink comes first; with a lower-right causal mask query i sees the sink and keys 0..i.
     k_aug = torch.cat([sink_key, k_aug], dim=2)
     v_aug = torch.cat([sink_value, v_aug], dim=2)
-    mask = causal_lower_right(q.shape[-2], k_aug.shape[-2]) if causal else None
+    mask = None
+    if causal:
+        from torch.nn.attention.bias import causal_lower_right  # imports torch._dynamo (1.6 s): only when needed
+
+        mask = causal_lower_right(q.shape[-2], k_aug.shape[-2])
     out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=mask, scale=1.0)
     dv = v.shape[-1]
     return out[..., :dv] / out[..., dv : dv + 1]
