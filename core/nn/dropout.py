@@ -10,8 +10,8 @@ so that ``E[dropout(x)] = x`` exactly. Elements are independent, as in Bernoulli
 The words come from torch's generator for small masks. For large ones (from 2^15 elements) torch's generator
 draws one 64-bit seed for numpy's SFC64 generator, which makes the words about three times faster than torch's
 Mersenne Twister; runs stay reproducible under ``torch.manual_seed`` (or the ``generator`` given). The comparison
-``u >= t`` is numpy's (vectorised; torch's comparison to bool is the slow part on CPU), then one cast to float
-and one scaling.
+``u >= t`` is numpy's (vectorised; torch's comparison to bool is the slow part on CPU), and one numpy multiply casts
+and scales the result.
 
 On other devices, in evaluation, for ``inplace=True`` and for non-float inputs, the module is ``nn.Dropout``.
 """
@@ -76,8 +76,8 @@ def dropout_mask(
         raise ValueError(f"dropout probability {p} rounds to 1; every element would be dropped")
     signed_threshold = threshold - _LEVELS // 2  # u - 2^15 is what uniform16 holds
     keep = np.greater_equal(uniform16(shape, generator).numpy(), signed_threshold)  # bool, numpy's vector compare
-    mask = torch.from_numpy(keep.view(np.uint8)).to(torch.float32).mul_(_LEVELS / (_LEVELS - threshold))
-    return mask.to(dtype)
+    scale = np.float32(_LEVELS / (_LEVELS - threshold))
+    return torch.from_numpy(np.multiply(keep, scale, dtype=np.float32)).to(dtype)  # cast and scale in one pass
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
