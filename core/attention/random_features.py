@@ -276,28 +276,32 @@ class RandomFeatureAttention(ProjectedAttention):
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Self-attention ``(B, N, D) -> (B, N, D)`` (see :class:`ProjectedAttention`); non-causal PosRF and GERF in
-        float32/float64 run their q/k/v projections and the attention in one node
-        (:func:`core.ops.lean_projected.projected_lean_attention`: no separate ``[B, N, D]`` gradients of q, k, v)."""
+        float32/float64 run their four projections and the attention in one node
+        (:func:`core.ops.lean_projected.projected_lean_attention`: no stored attention output, no separate
+        ``[B, N, D]`` gradients between the projections and the attention)."""
         if not self._projected_lean_path(x):
             return super().forward(x, key_padding_mask)
         mask = self.check_input(x, key_padding_mask)
         self._count_training_call()
-        acc = accumulation_dtype(x.dtype)
-        weight, bias, kappa = self._folded_weights(acc, self.head_dim**-0.25)
+        weight, bias, kappa = self._folded_weights(accumulation_dtype(x.dtype), self.head_dim**-0.25)
         layers = (self.q_proj, self.k_proj, self.v_proj)
         proj_weight = torch.cat([layer.weight for layer in layers])
         proj_bias = None if self.q_proj.bias is None else torch.cat([layer.bias for layer in layers])
-        out = projected_lean_attention(x, proj_weight, proj_bias, weight, bias, mask, self.num_heads, kappa)
-        return self.out_proj(self.dropout(out))
+        return projected_lean_attention(x, proj_weight, proj_bias, self.out_proj.weight, self.out_proj.bias, weight,
+                                        bias, mask, self.num_heads, kappa)
 
     def _projected_lean_path(self, x: torch.Tensor) -> bool:
         """Whether :meth:`forward` can fuse the projections: the lean path, PosRF/GERF (no statistics of the whole
-        q and k), values, and the input's own dtype throughout (no autocast, float32/float64 everywhere)."""
+        q and k), values, no active dropout before the output projection, and the input's own dtype throughout (no
+        autocast, float32/float64 everywhere)."""
         if not self._lean_path() or self.component not in ("posrf", "gerf") or self.v_proj is None:
+            return False
+        if self.training and not isinstance(self.dropout, nn.Identity):
             return False
         if x.dtype != accumulation_dtype(x.dtype) or torch.is_autocast_enabled(x.device.type):
             return False
-        return all(p.dtype == x.dtype for layer in (self.q_proj, self.k_proj, self.v_proj) for p in layer.parameters())
+        layers = (self.q_proj, self.k_proj, self.v_proj, self.out_proj)
+        return all(p.dtype == x.dtype for layer in layers for p in layer.parameters())
 
     def _count_training_call(self) -> None:
         """Redraw the drawn matrices every ``redraw_interval`` training forward passes."""

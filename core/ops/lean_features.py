@@ -216,7 +216,11 @@ class _QueryBackward:
         self.grad_logits = torch.zeros_like(self.z)
 
     def chunk(self, q_c, grad_out_c, work, grad_q_c=None):
-        """Write ``grad_q_c [H, C, d]`` (any strides; None: skipped) for ``q_c [H, C, d]``, ``grad_out_c [H, C, Dv]``."""
+        """Write ``grad_q_c [H, C, d]`` (any strides; None: skipped) for ``q_c [H, C, d]``, ``grad_out_c [H, C, Dv]``.
+
+        Returns the chunk's feature weights ``a = softmax([q, 1] [W, b]^T)``, ``[H, C, m]`` (a workspace buffer, valid
+        until the next chunk): ``a U`` is the chunk's attention output.
+        """
         weights = _feature_weights(q_c, self.weight_logits, work)
         self.grad_values.baddbmm_(weights.transpose(1, 2), grad_out_c)
         g_e = torch.bmm(grad_out_c, self.values.transpose(1, 2),
@@ -228,6 +232,7 @@ class _QueryBackward:
         self.grad_logits.add_(g_e.sum(dim=-2).unsqueeze(-1))
         if self.grad_w is not None:
             self.grad_w.baddbmm_(g_e.transpose(1, 2), q_c)
+        return weights
 
     def state_gradient(self, grad_c=None):
         """d loss / d S ``[H, m, Dv + 1]`` once every chunk is done; accumulates ``grad_c [H, 1, m]`` if given."""
