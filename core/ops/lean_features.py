@@ -191,11 +191,11 @@ def _query_gradients(q, grad_out, state, weight, bias, eps, chunk, work, grad_q,
         grad_q, grad_w, grad_c (torch.Tensor, optional): ``[H, N, d]`` written, ``[H, m, d]``, ``[H, 1, m]``
             accumulated.
     """
-    pass_ = _QueryBackward(state, weight, bias, eps, grad_w)
+    queries = _QueryBackward(state, weight, bias, eps, grad_w)
     for start, stop in _chunks(q.shape[1], chunk):
-        pass_.chunk(q[:, start:stop], grad_out[:, start:stop], work,
-                    None if grad_q is None else grad_q[:, start:stop])
-    return pass_.state_gradient(grad_c)
+        queries.chunk(q[:, start:stop], grad_out[:, start:stop], work,
+                      None if grad_q is None else grad_q[:, start:stop])
+    return queries.state_gradient(grad_c)
 
 
 class _QueryBackward:
