@@ -160,7 +160,10 @@ def ksvd_objective(energy_e: torch.Tensor, energy_r: torch.Tensor, trace: torch.
 
 def _cosine_scores_forward(q: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (B, N, H, 1)
-    scores = torch.matmul((q / norm).transpose(1, 2), weight)  # (B, H, N, s)
+    b, n, h, p = q.shape
+    # phi(q) written head-major: the batched product reads it as it is (a token-major phi(q) would be copied first)
+    features = torch.div(q.transpose(1, 2), norm.transpose(1, 2), out=q.new_empty(b, h, n, p))
+    scores = torch.matmul(features, weight)  # (B, H, N, s)
     return scores.transpose(1, 2).contiguous(), norm  # (B, N, H, s)
 
 
