@@ -168,7 +168,11 @@ def _cosine_scores_forward(q: torch.Tensor, weight: torch.Tensor) -> tuple[torch
 
 
 def _cosine_scores_backward(q, norm, weight, grad_scores, need_q: bool, need_weight: bool, overwrite_q: bool = False):
-    features = q.div_(norm) if overwrite_q else q / norm  # (B, N, H, p)
+    if overwrite_q:
+        features = q.div_(norm)  # (B, N, H, p)
+    else:  # head-major memory (the weight gradient's product reads it transposed, without a copy)
+        b, n, h, p = q.shape
+        features = torch.div(q.transpose(1, 2), norm.transpose(1, 2), out=q.new_empty(b, h, n, p)).transpose(1, 2)
     grad_weight = grad_q = None
     if need_weight:
         grad_weight = torch.matmul(features.permute(0, 2, 3, 1), grad_scores.transpose(1, 2))  # (B, H, p, s)
