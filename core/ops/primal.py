@@ -158,21 +158,22 @@ def ksvd_objective(energy_e: torch.Tensor, energy_r: torch.Tensor, trace: torch.
     raise ValueError(f"ksvd reduction must be 'sample' or 'batch', got {reduction!r}")
 
 
+def _head_major_features(q: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """phi(q) = q / ||q|| written head-major, ``(B, H, N, p)`` for token-major ``q (B, N, H, p)``: batched products
+    read it as it is (a token-major phi(q) would be copied by ``matmul`` first)."""
+    b, n, h, p = q.shape
+    return torch.div(q.transpose(1, 2), norm.transpose(1, 2), out=q.new_empty(b, h, n, p))
+
+
 def _cosine_scores_forward(q: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)  # (B, N, H, 1)
-    b, n, h, p = q.shape
-    # phi(q) written head-major: the batched product reads it as it is (a token-major phi(q) would be copied first)
-    features = torch.div(q.transpose(1, 2), norm.transpose(1, 2), out=q.new_empty(b, h, n, p))
-    scores = torch.matmul(features, weight)  # (B, H, N, s)
+    scores = torch.matmul(_head_major_features(q, norm), weight)  # (B, H, N, s)
     return scores.transpose(1, 2).contiguous(), norm  # (B, N, H, s)
 
 
 def _cosine_scores_backward(q, norm, weight, grad_scores, need_q: bool, need_weight: bool, overwrite_q: bool = False):
-    if overwrite_q:
-        features = q.div_(norm)  # (B, N, H, p)
-    else:  # head-major memory (the weight gradient's product reads it transposed, without a copy)
-        b, n, h, p = q.shape
-        features = torch.div(q.transpose(1, 2), norm.transpose(1, 2), out=q.new_empty(b, h, n, p)).transpose(1, 2)
+    # (B, N, H, p); head-major memory when q is kept: the weight gradient's product reads it without a copy
+    features = q.div_(norm) if overwrite_q else _head_major_features(q, norm).transpose(1, 2)
     grad_weight = grad_q = None
     if need_weight:
         grad_weight = torch.matmul(features.permute(0, 2, 3, 1), grad_scores.transpose(1, 2))  # (B, H, p, s)
