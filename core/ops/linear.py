@@ -200,22 +200,3 @@ def causal_linear_attention_prefix_sum(
     den = (q * z).sum(dim=-1, keepdim=True)
     return num / (den + eps)
 
-
-def reference_linear_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_padding_mask: torch.Tensor | None = None,
-    causal: bool = False,
-    eps: float = DEFAULT_EPS,
-    normalize: bool = True,
-) -> torch.Tensor:
-    """Explicit normalised kernel sums: ``A = phi(q) phi(k)^T`` masked, ``out = A v / (A 1 + eps)``."""
-    scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, N, N)
-    if key_padding_mask is not None:
-        scores = scores * key_padding_mask[:, None, None, :].to(scores.dtype)
-    if causal:
-        scores = scores.tril()
-    if not normalize:
-        return torch.matmul(scores, v)
-    return torch.matmul(scores, v) / (scores.sum(dim=-1, keepdim=True) + eps)
