@@ -22,7 +22,8 @@ the backward pass, instead of keeping two ``[B, H, N, m]`` feature tensors (and 
 autograd would. Splitting them lets autograd free q and the output gradient before the keys' backward pass. Each
 key chunk is stabilised by its own maximum and its state rescaled to M once all chunks are read, so the keys are
 read once in the forward pass. Per-key and per-feature terms ride inside the matmuls (``[k_j, o_j] [W, 1]^T`` with
-``o_j = -kappa ||k_j||^2``; ``[q_i, 1] [W, b]^T``), heads are the batch of every matmul, and queries, keys and values
+``o_j = -kappa ||k_j||^2``, computed from each chunk's copy of the keys in the forward pass and kept, ``[B, H, N, 1]``,
+for the backward pass; ``[q_i, 1] [W, b]^T``), heads are the batch of every matmul, and queries, keys and values
 may be strided views of token-major ``[B, N, H, d]`` projections: the output is written token-major (merging the
 heads is then free) and the gradients come back in the layout of the inputs.
 
@@ -73,12 +74,10 @@ class _Workspace:
             self.ones_rows.pop(name, None)
         return flat[: self.heads * rows * cols].view(self.heads, rows, cols)
 
-    def joined(self, name: str, x: torch.Tensor, column: torch.Tensor | None = None) -> torch.Tensor:
-        """``[x, column]``, ``[H, C, w + 1]`` for ``x [H, C, w]`` and ``column [H, C, 1]`` (None: ones)."""
+    def joined(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``[x, 1]``, ``[H, C, w + 1]`` for ``x [H, C, w]`` (the ones column is written once per chunk length)."""
         rows, width = x.shape[-2:]
         out = self.get(name, rows, width + 1)
-        if column is not None:
-            return torch.cat([x, column], dim=-1, out=out)
         if self.ones_rows.get(name) != rows:
             out[..., width] = 1.0
             self.ones_rows[name] = rows
@@ -86,31 +85,36 @@ class _Workspace:
         return out
 
 
-def _key_offsets(k: torch.Tensor, mask: torch.Tensor | None, kappa: float, shift: torch.Tensor | None = None):
-    """``o_j = -kappa ||k_j||^2 - shift`` as ``[H, C, 1]`` for a chunk of keys ``[H, C, d]`` (computed per chunk, while
-    the chunk is in cache), ``-inf`` at padded keys (their features are exactly 0); ``mask [C]``, ``shift [H, 1, 1]``."""
-    offsets = torch.linalg.vector_norm(k, dim=-1, keepdim=True).square_().mul_(-kappa)
-    if shift is not None:
-        offsets.sub_(shift)
-    return offsets if mask is None else offsets.masked_fill_(~mask[None, :, None], float("-inf"))
+def _joined_keys(k: torch.Tensor, work: _Workspace) -> torch.Tensor:
+    """``[k, .]``: the workspace's ``[H, C, d + 1]`` "keys" buffer with ``k [H, C, d]`` copied in (the last column
+    is left for the offsets)."""
+    joined = work.get("keys", k.shape[1], k.shape[-1] + 1)
+    joined[..., :-1] = k
+    return joined
 
 
-def _key_exponent(k, offsets, weight_ones, bias, work, name):
+def _key_offsets(keys: torch.Tensor, mask: torch.Tensor | None, kappa: float, out: torch.Tensor) -> torch.Tensor:
+    """Write ``o_j = -kappa ||k_j||^2`` into ``out [H, C, 1]`` for a chunk of keys ``[H, C, d]`` (read from the
+    joined buffer, while in cache), ``-inf`` at padded keys (their features are exactly 0); ``mask [C]``."""
+    torch.linalg.vector_norm(keys, dim=-1, keepdim=True, out=out).square_().mul_(-kappa)
+    return out if mask is None else out.masked_fill_(~mask[None, :, None], float("-inf"))
+
+
+def _key_exponent(joined, weight_ones, bias, work, name):
     """``e(k_j) + o_j = [k_j, o_j] [W, 1]^T + c``: ``[H, C, m]`` in buffer ``name``.
 
     Args:
-        k (torch.Tensor): ``[H, C, d]``.
-        offsets (torch.Tensor): ``[H, C, 1]`` (:func:`_key_offsets`).
+        joined (torch.Tensor): ``[H, C, d + 1]`` keys and offsets ``[k_j, o_j]``.
         weight_ones (torch.Tensor): ``[H, m, d + 1]`` ``[W, 1]``.
         bias (torch.Tensor, optional): ``[H, 1, m]`` c.
     """
-    out = work.get(name, k.shape[1], weight_ones.shape[1])
-    e = torch.bmm(work.joined("keys", k, offsets), weight_ones.transpose(1, 2), out=out)
+    out = work.get(name, joined.shape[1], weight_ones.shape[1])
+    e = torch.bmm(joined, weight_ones.transpose(1, 2), out=out)
     return e if bias is None else e.add_(bias)
 
 
-def _key_state(k, v, weight_ones, bias, mask, kappa, chunk, work):
-    """``S = sum_j exp(e(k_j) + o_j - M) [v_j, 1]^T`` and M, reading the keys once.
+def _key_state(k, v, weight_ones, bias, mask, kappa, chunk, work, offsets):
+    """``S = sum_j exp(e(k_j) + o_j - M) [v_j, 1]^T`` and M, reading the keys once; writes the offsets ``o_j``.
 
     Each chunk is stabilised by its own maximum; the chunk states are rescaled to the sequence maximum M at the end.
 
@@ -123,6 +127,8 @@ def _key_state(k, v, weight_ones, bias, mask, kappa, chunk, work):
         kappa (float): coefficient of ``||k_j||^2``.
         chunk (int): keys per chunk.
         work (_Workspace): buffers.
+        offsets (torch.Tensor): ``[H, N, 1]``, written: ``-kappa ||k_j||^2`` (``-inf`` at padding), which the backward
+            pass reuses.
 
     Returns:
         ``(S [H, m, Dv + 1], M [H, 1, 1])``; M is 0 when every key is padding (S is then 0).
@@ -131,8 +137,11 @@ def _key_state(k, v, weight_ones, bias, mask, kappa, chunk, work):
     states = v.new_empty(len(spans), v.shape[0], weight_ones.shape[1], v.shape[-1] + 1)
     tops = v.new_empty(len(spans), v.shape[0], 1, 1)
     for i, (start, stop) in enumerate(spans):
-        k_c, mask_c = k[:, start:stop], None if mask is None else mask[start:stop]
-        e = _key_exponent(k_c, _key_offsets(k_c, mask_c, kappa), weight_ones, bias, work, "exponent")
+        joined = _joined_keys(k[:, start:stop], work)
+        offsets_c = _key_offsets(joined[..., :-1], None if mask is None else mask[start:stop], kappa,
+                                 offsets[:, start:stop])
+        joined[..., -1:] = offsets_c
+        e = _key_exponent(joined, weight_ones, bias, work, "exponent")
         top = torch.amax(e, dim=(-2, -1), keepdim=True, out=tops[i])
         e.sub_(torch.nan_to_num(top, neginf=0.0)).exp_()  # a -inf top: the chunk is all padding
         torch.bmm(e.transpose(1, 2), work.joined("values", v[:, start:stop]), out=states[i])
@@ -245,27 +254,29 @@ class _QueryBackward:
         return torch.where(self.state[..., -1:] > 0, grad_state, 0.0)
 
 
-def _key_gradients(k, v, grad_state, weight_ones, bias, mask, top, kappa, chunk, work, grad_k, grad_v, grad_w,
+def _key_gradients(k, v, grad_state, weight_ones, bias, offsets, top, kappa, chunk, work, grad_k, grad_v, grad_w,
                    grad_c):
     """Gradients through the keys and values, given d loss / d S; ``grad_*`` (or None) are filled.
 
     ``weight_ones [H, m, d + 1]`` is ``[W, 1]``: one matmul also gives the row sums of ``g_e`` that the norm term
-    ``-kappa ||k||^2`` needs. ``mask [N]`` marks real keys, ``top [H, 1, 1]`` is the forward pass's key constant M.
+    ``-kappa ||k||^2`` needs. ``offsets [H, N, 1]`` are the forward pass's ``-kappa ||k_j||^2`` (``-inf`` at
+    padding), ``top [H, 1, 1]`` its key constant M.
     """
     for start, stop in _chunks(k.shape[1], chunk):
         span = slice(start, stop)
-        _key_chunk_gradients(k[:, span], v[:, span], None if mask is None else mask[span], grad_state, weight_ones,
-                             bias, top, kappa, work, None if grad_k is None else grad_k[:, span],
-                             None if grad_v is None else grad_v[:, span], grad_w, grad_c)
+        _key_chunk_gradients(k[:, span], v[:, span], offsets[:, span], grad_state, weight_ones, bias, top, kappa, work,
+                             None if grad_k is None else grad_k[:, span], None if grad_v is None else grad_v[:, span],
+                             grad_w, grad_c)
 
 
-def _key_chunk_gradients(k_c, v_c, mask_c, grad_state, weight_ones, bias, top, kappa, work, grad_k_c, grad_v_c,
+def _key_chunk_gradients(k_c, v_c, offsets_c, grad_state, weight_ones, bias, top, kappa, work, grad_k_c, grad_v_c,
                          grad_w, grad_c):
-    """:func:`_key_gradients` for one chunk ``k_c [H, C, d]``, ``v_c [H, C, Dv]``, ``mask_c [C]``: writes
+    """:func:`_key_gradients` for one chunk ``k_c [H, C, d]``, ``v_c [H, C, Dv]``, ``offsets_c [H, C, 1]``: writes
     ``grad_k_c``, ``grad_v_c`` (any strides; None: skipped), accumulates ``grad_w``, ``grad_c``."""
     dv, d, rows = v_c.shape[-1], k_c.shape[-1], k_c.shape[1]
-    offsets = _key_offsets(k_c, mask_c, kappa, top)
-    kf = _key_exponent(k_c, offsets, weight_ones, bias, work, "features").exp_()
+    joined = _joined_keys(k_c, work)
+    torch.sub(offsets_c, top, out=joined[..., d:])
+    kf = _key_exponent(joined, weight_ones, bias, work, "features").exp_()
     if grad_v_c is not None:
         torch.bmm(kf, grad_state[..., :dv], out=grad_v_c)
     values = work.joined("values", v_c)
@@ -284,8 +295,9 @@ def _with_ones(weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([weight, weight.new_ones(*weight.shape[:-1], 1)], dim=-1)
 
 
-def key_states(k, v, weight, bias, mask, kappa: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The keys' pass of the forward: ``S [B, H, m, Dv + 1]`` and the key constants ``M [B, H, 1, 1]``.
+def key_states(k, v, weight, bias, mask, kappa: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The keys' pass of the forward: ``S [B, H, m, Dv + 1]``, the key constants ``M [B, H, 1, 1]`` and the key
+    offsets ``-kappa ||k_j||^2`` ``[B, H, N, 1]`` (``-inf`` at padding) for the backward pass.
 
     Args:
         k (torch.Tensor): ``[B, H, N, d]`` keys (any strides).
@@ -299,9 +311,11 @@ def key_states(k, v, weight, bias, mask, kappa: float, chunk: int) -> tuple[torc
     rows = min(_FORWARD_ROWS * chunk, v.shape[2])
     work = _Workspace(v, v.shape[1], rows)
     weight_ones = _with_ones(weight)
+    offsets = v.new_empty(*k.shape[:-1], 1)
     states, tops = zip(*(_key_state(k[i], v[i], _of_batch(weight_ones, i), _of_batch(bias, i),
-                                    None if mask is None else mask[i], kappa, rows, work) for i in range(v.shape[0])))
-    return torch.stack(states), torch.stack(tops)
+                                    None if mask is None else mask[i], kappa, rows, work, offsets[i])
+                         for i in range(v.shape[0])))
+    return torch.stack(states), torch.stack(tops), offsets
 
 
 def attend_states(q, states, weight, bias, eps: float, chunk: int) -> torch.Tensor:
@@ -325,14 +339,14 @@ class _KeyState(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, k, v, weight, bias, mask, kappa, chunk):
-        states, tops = key_states(k, v, weight, bias, mask, kappa, chunk)
-        ctx.save_for_backward(k, v, weight, bias, mask, tops)
+        states, tops, offsets = key_states(k, v, weight, bias, mask, kappa, chunk)
+        ctx.save_for_backward(k, v, weight, bias, offsets, tops)
         ctx.kappa, ctx.chunk = kappa, chunk
         return states
 
     @staticmethod
     def backward(ctx, grad_states):
-        k, v, weight, bias, mask, tops = ctx.saved_tensors
+        k, v, weight, bias, offsets, tops = ctx.saved_tensors
         need_k, need_v, need_w, need_c = ctx.needs_input_grad[:4]
         grad_k = torch.empty_like(k) if need_k else None
         grad_v = torch.empty_like(v) if need_v else None
@@ -342,7 +356,7 @@ class _KeyState(torch.autograd.Function):
         work = _Workspace(v, v.shape[1], min(ctx.chunk, v.shape[2]))
         for i in range(v.shape[0]):
             _key_gradients(k[i], v[i], grad_states[i], _of_batch(weight_ones, i), _of_batch(bias, i),
-                           None if mask is None else mask[i], tops[i], ctx.kappa, ctx.chunk, work,
+                           offsets[i], tops[i], ctx.kappa, ctx.chunk, work,
                            *(_of_batch(t, i) for t in (grad_k, grad_v, grad_w, grad_c)))
         return grad_k, grad_v, grad_w, grad_c, None, None, None
 

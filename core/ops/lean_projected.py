@@ -77,7 +77,7 @@ class _ProjectedLeanAttention(torch.autograd.Function):
         (b, n, dim), rows = x.shape, min(chunk, x.shape[1])
         qkv = F.linear(x, proj_weight, proj_bias)  # [B, N, 3D]
         q, k, v = (_heads(qkv[..., i * dim:(i + 1) * dim], heads) for i in range(3))
-        states, tops = key_states(k, v, weight, bias, mask, kappa, chunk)
+        states, tops, offsets = key_states(k, v, weight, bias, mask, kappa, chunk)
         out = x.new_empty(b, n, out_weight.shape[0])
         work = _Workspace(x, heads, rows)
         attended = x.new_empty(rows, dim)  # one chunk's attention output, token-major
@@ -91,7 +91,7 @@ class _ProjectedLeanAttention(torch.autograd.Function):
                     torch.mm(chunk_out, out_weight.t(), out=out[i, start:stop])
                 else:
                     torch.addmm(out_bias, chunk_out, out_weight.t(), out=out[i, start:stop])
-        ctx.save_for_backward(x, proj_weight, out_weight, weight, bias, mask, qkv, states, tops)
+        ctx.save_for_backward(x, proj_weight, out_weight, weight, bias, offsets, qkv, states, tops)
         ctx.heads, ctx.kappa, ctx.eps, ctx.chunk = heads, kappa, eps, chunk
         ctx.has_biases = proj_bias is not None, out_bias is not None
         return out
@@ -99,7 +99,7 @@ class _ProjectedLeanAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y):
-        x, proj_weight, out_weight, weight, bias, mask, qkv, states, tops = ctx.saved_tensors
+        x, proj_weight, out_weight, weight, bias, offsets, qkv, states, tops = ctx.saved_tensors
         need_x, need_a, need_b, need_ao, need_bo, need_w, need_c = ctx.needs_input_grad[:7]
         (b, n, dim), heads = x.shape, ctx.heads
         grad_x = torch.empty_like(x) if need_x else None
@@ -147,7 +147,7 @@ class _ProjectedLeanAttention(torch.autograd.Function):
             grad_state = queries.state_gradient(gc_i)
             for start, stop in _chunks(n, rows):
                 span = slice(start, stop)
-                _key_chunk_gradients(k[:, span], v[:, span], None if mask is None else mask[i, span], grad_state,
+                _key_chunk_gradients(k[:, span], v[:, span], offsets[i, :, span], grad_state,
                                      _of_batch(weight_ones, i), c_i, tops[i], ctx.kappa, work,
                                      chunk_grads(span, part[1]), chunk_grads(span, part[2]), gw_i, gc_i)
                 project_back(i, span, slice(dim, 3 * dim), accumulate=True)
