@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.ops.chunked_causal import chunked_causal_product
+
 DEFAULT_EPS = 1e-6
 
 
@@ -64,17 +66,6 @@ def linear_attention(
     return (torch.matmul(q, kv) / (den + eps)).to(v.dtype)
 
 
-def _exclusive_prefix(states: torch.Tensor) -> torch.Tensor:
-    """Sums of the earlier chunks' states: ``[G, nc, F, W]`` -> ``[G, nc, F, W]``, one matmul by a strict lower mask.
-
-    A matmul (and its transpose in the backward pass) instead of a cumulative sum along the chunk axis, which is
-    several times slower on CPU and needs flips in its backward pass.
-    """
-    g, nc, f, w = states.shape
-    earlier = torch.ones(nc, nc, dtype=states.dtype, device=states.device).tril_(-1)
-    return torch.matmul(earlier, states.view(g, nc, f * w)).view(g, nc, f, w)
-
-
 def causal_linear_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -86,11 +77,11 @@ def causal_linear_attention(
     return_state: bool = False,
     normalize: bool = True,
 ):
-    """Causal linear attention in chunks: matmuls within a chunk, prefix states between chunks.
+    """Causal linear attention in chunks: matmuls within a chunk, running states between chunks.
 
     The normaliser rides along as a ones column of the values (``[v, 1]``), so numerator and denominator come out
-    of the same matmuls; the chunk states are prefix-summed by one matmul with a strict lower mask. Every step is
-    batched over heads and chunks (no Python loop). Memory is O(N C + (N / C) F Dv) per head; no ``[N, F, Dv]``
+    of the same matmuls. Every step is batched over heads and chunks, in one autograd node with its gradients
+    written out (:mod:`core.ops.chunked_causal`). Memory is O(N C + (N / C) F Dv) per head; no ``[N, F, Dv]``
     tensor is formed.
 
     Args:
@@ -109,35 +100,14 @@ def causal_linear_attention(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    b, h, n, f = q.shape
     dv = v.shape[-1]
-    out_dtype = v.dtype
     acc = accumulation_dtype(q.dtype)
-    q, v = q.to(acc), v.to(acc)
     k = _masked_keys(k.to(acc), key_padding_mask)
-    if normalize:
-        v = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, H, N, Dv + 1)
-    w = v.shape[-1]
-    c = min(chunk_size, n)
-    pad = (-n) % c
-    if pad:
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-    nc = (n + pad) // c
-    qc, kc, vc = (t.reshape(b * h * nc, c, t.shape[-1]) for t in (q, k, v))
-
-    scores = torch.bmm(qc, kc.transpose(1, 2)).tril_()  # (B H nc, C, C), key j <= query i inside a chunk
-    states = torch.bmm(kc.transpose(1, 2), vc).view(b * h, nc, f, w)  # each chunk's sum of phi(k) [v, 1]^T
-    earlier = _exclusive_prefix(states)
-    if initial_state is not None:
-        earlier = earlier + _joined_state(initial_state, normalize, acc).reshape(b * h, 1, f, w)
-    num = torch.baddbmm(torch.bmm(scores, vc), qc, earlier.view(b * h * nc, f, w))  # (B H nc, C, W)
-    out = num[..., :dv] / (num[..., dv:] + eps) if normalize else num
-    out = out.view(b, h, nc * c, dv)[:, :, :n].to(out_dtype)
+    state = None if initial_state is None else _joined_state(initial_state, normalize, acc)
+    out, final = chunked_causal_product(q.to(acc), k, v.to(acc), state, eps, normalize, chunk_size)
+    out = out.to(v.dtype)
     if not return_state:
         return out
-    final = states.sum(dim=1).view(b, h, f, w)
-    if initial_state is not None:
-        final = final + _joined_state(initial_state, normalize, acc)
     return out, (final[..., :dv], final[..., dv] if normalize else _key_sums(k, initial_state, acc))
 
 
