@@ -146,4 +146,6 @@ def chunked_causal_product(
     Returns:
         ``(out [B, H, N, Dv], final state [B, H, F, W])``, the final state in the layout of ``state``.
     """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     return _ChunkedCausalProduct.apply(q, k, v, state, eps, normalize, chunk_size)

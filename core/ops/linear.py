@@ -98,8 +98,6 @@ def causal_linear_attention(
     Returns:
         ``[B, H, N, Dv]``, and the final state if ``return_state``.
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dv = v.shape[-1]
     acc = accumulation_dtype(q.dtype)
     k = _masked_keys(k.to(acc), key_padding_mask)

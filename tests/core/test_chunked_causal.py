@@ -92,3 +92,9 @@ def test_outputs_may_be_changed_in_place_and_a_change_needed_by_backward_is_caug
     out.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+def test_a_chunk_size_below_one_is_refused():
+    q, k, v = _inputs(1, 1, 4, 2, 2)
+    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+        chunked_causal_product(q, k, v, chunk_size=0)
