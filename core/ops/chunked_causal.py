@@ -67,7 +67,7 @@ class _ChunkedCausalProduct(torch.autograd.Function):
         rows = nc * c
         qc = _padded_rows(q, rows).view(g * nc, c, f)
         kc = _padded_rows(k, rows).view(g * nc, c, f)
-        joined = v.new_zeros(g, rows, w)  # [v, 1], padded rows all zero
+        joined = v.new_zeros(g, rows, w) if rows > n else v.new_empty(g, rows, w)  # [v, 1], padded rows zero
         joined[:, :n, :dv] = v
         if normalize:
             joined[:, :n, dv] = 1
@@ -84,7 +84,7 @@ class _ChunkedCausalProduct(torch.autograd.Function):
         num = q.new_empty(b, h, rows, w)
         torch.bmm(scores, vc, out=num.view(g * nc, c, w)).baddbmm_(qc, earlier)
         if normalize:
-            den = num[:, :, :n, dv:].add_(eps)
+            den = num[:, :, :n, dv:] + eps  # (B, H, N, 1), its own small tensor: num is not kept
             out = torch.div(num[:, :, :n, :dv], den)
         else:
             den, out = None, num if rows == n else num[:, :, :n].clone()
@@ -98,7 +98,9 @@ class _ChunkedCausalProduct(torch.autograd.Function):
         qc, kc, vc, scores, earlier, den, out = ctx.saved_tensors
         b, h, n, f, dv, w, c, nc = ctx.shape
         g = b * h
-        folded = qc.new_zeros(g, nc * c, w)  # G', zero on padded rows
+        rows = nc * c
+        # G': zero on padded rows and without an output gradient; otherwise every entry is written below
+        folded = qc.new_zeros(g, rows, w) if rows > n or grad_out is None else qc.new_empty(g, rows, w)
         if grad_out is not None:
             grad_out = grad_out.reshape(g, n, dv)
         if grad_out is not None and den is None:
