@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.nn.dropout import Dropout
 from core.ops.masks import check_key_padding_mask
 from core.ops.projections import shared_input_projections
-from core.nn.dropout import Dropout
 
 
 def check_dims(dim: int, num_heads: int) -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.nn import Dropout, fast_dropout
 import core.nn.dropout as dropout_module
+from core.nn import Dropout, fast_dropout
 from core.nn.dropout import drop_threshold, dropout_mask, uniform16
 
 

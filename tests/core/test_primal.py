@@ -172,7 +172,7 @@ def test_projected_cosine_scores_gradients():
     w_r = torch.randn(3, 2, 4, generator=g, dtype=torch.float64, requires_grad=True)
     for save_projections in (False, True):
         assert torch.autograd.gradcheck(
-            lambda *t: _ProjectedCosineScores.apply(*t, 3, save_projections), (x, qw, qb, w_e, kw, kb, w_r)
+            lambda *t, save=save_projections: _ProjectedCosineScores.apply(*t, 3, save), (x, qw, qb, w_e, kw, kb, w_r)
         )
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 import pytest
+import torch
 
 from timeseries.optim import FusedRAdam, clipped_step, rectification
 
