@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.analysis.layer_inputs import run_with_layer_inputs
 from core.engine.plotting import pyplot, save_figure
 
 
@@ -50,29 +51,11 @@ def collect_attention_matrices(
     if layers is None:
         layers = {name: m for name, m in model.named_modules() if hasattr(m, "attention_matrix") and name}
     records: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    handles = []
-    for name, module in layers.items():
 
-        def hook(mod, args, kwargs, name=name):
-            x = args[0]
-            mask = kwargs.get("key_padding_mask", args[1] if len(args) > 1 else None)
-            records[name].append(mod.attention_matrix(x, mask).float().cpu())
+    def visit(name, layer, x, mask):
+        records[name].append(layer.attention_matrix(x, mask).float().cpu())
 
-        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in inputs:
-            if isinstance(batch, dict):
-                model(**batch)
-            elif isinstance(batch, list | tuple):
-                model(*batch)
-            else:
-                model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    run_with_layer_inputs(model, inputs, layers, visit)
     return {name: torch.cat(mats) for name, mats in records.items() if mats}
 
 

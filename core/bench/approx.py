@@ -52,8 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=256, help="sequence length N of the accuracy sweep (default 256)")
     parser.add_argument("--draws", type=int, default=3, help="independent feature draws pooled per point (default 3)")
     parser.add_argument("--activations", default=None,
-                        help="torch.save'd dict with q, k, v of shape (B, H, N, d) from a trained layer; "
-                        "adds a 'real' accuracy panel")
+                        help="torch.save'd dict with q, k, v of shape (B, H, N, d) and optionally a key padding "
+                        "mask (B, N) from a trained layer (python -m timeseries.activations writes one); adds a "
+                        "'real' accuracy panel")
     parser.add_argument("--timing", action="store_true",
                         help="also time forward+backward of each combination and of plain linear attention")
     parser.add_argument("--time-length", type=int, default=4096, help="N for --timing (default 4096)")
@@ -76,19 +77,33 @@ def random_activations(dim: int, heads: int, length: int, seed: int = 0) -> dict
 
 
 def load_activations(path: str) -> dict[str, torch.Tensor]:
-    data = torch.load(path, map_location="cpu")
-    if not all(name in data and data[name].dim() == 4 for name in "qkv"):
+    """q, k, v ``(B, H, N, d)`` (float64) and, when the file has one, the key padding ``mask`` ``(B, N)``, e.g. as
+    written by :func:`core.analysis.activations.save_projections`."""
+    try:
+        data = torch.load(path, map_location="cpu")
+    except FileNotFoundError:
+        raise SystemExit(f"error: no activations file {path}") from None
+    if not isinstance(data, dict) or not all(name in data and data[name].dim() == 4 for name in "qkv"):
         raise SystemExit(f"error: {path} must hold q, k, v tensors of shape (B, H, N, d)")
-    return {name: data[name].double() for name in "qkv"}
+    acts = {name: data[name].double() for name in "qkv"}
+    if data.get("mask") is not None:
+        mask = data["mask"].bool()
+        if mask.shape != acts["q"].shape[:1] + acts["q"].shape[2:3]:
+            raise SystemExit(f"error: {path}: mask has shape {tuple(mask.shape)}, expected (B, N) = "
+                             f"{tuple(acts['q'].shape[:1] + acts['q'].shape[2:3])}")
+        acts["mask"] = mask
+    return acts
 
 
 def relative_error(acts: dict[str, torch.Tensor], component: str, weights: str, m: int, kernel: str, causal: bool,
                    draws: int) -> float:
-    """Relative RMS error of the attention output, pooled over ``draws`` independently drawn modules."""
-    q, k, v = acts["q"], acts["k"], acts["v"]
+    """Relative RMS error of the attention output over real query rows, pooled over ``draws`` independently drawn
+    modules (padded keys masked on both sides when ``acts`` has a ``mask``)."""
+    q, k, v, mask = acts["q"], acts["k"], acts["v"], acts.get("mask")
     heads, d = q.shape[1], q.shape[-1]
     scale = d**-0.25
-    exact = reference_kernel_attention(q * scale, k * scale, v, causal=causal, kernel=kernel)
+    exact = reference_kernel_attention(q * scale, k * scale, v, mask, causal=causal, kernel=kernel)
+    rows = torch.ones(q.shape[0], 1, q.shape[2], 1, dtype=q.dtype) if mask is None else mask[:, None, :, None].to(q.dtype)
     if component == "trigrf" and m % 2:
         m += 1
     squares = []
@@ -97,8 +112,8 @@ def relative_error(acts: dict[str, torch.Tensor], component: str, weights: str, 
         module = build_attention("random_features", heads * d, heads, causal=causal, component=component,
                                  weights=weights, num_features=m, kernel=kernel).double().eval()
         with torch.no_grad():
-            out = module.attend(q, k, v, None, None)
-        squares.append(float((out - exact).pow(2).sum() / exact.pow(2).sum()))
+            out = module.attend(q, k, v, mask, None)
+        squares.append(float(((out - exact) * rows).pow(2).sum() / (exact * rows).pow(2).sum()))
     return statistics.fmean(squares) ** 0.5
 
 
