@@ -94,6 +94,7 @@ class _ChunkedCausalProduct(torch.autograd.Function):
         return out, final
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the saved intermediates carry no graph: no second derivatives
     def backward(ctx, grad_out, grad_final):
         qc, kc, vc, scores, earlier, den, out = ctx.saved_tensors
         b, h, n, f, dv, w, c, nc = ctx.shape

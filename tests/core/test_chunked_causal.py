@@ -98,3 +98,11 @@ def test_a_chunk_size_below_one_is_refused():
     q, k, v = _inputs(1, 1, 4, 2, 2)
     with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
         chunked_causal_product(q, k, v, chunk_size=0)
+
+
+def test_second_derivatives_are_refused_rather_than_wrong():
+    q, k, v = (t.requires_grad_(True) for t in _inputs(1, 1, 6, 2, 2))
+    out, _ = chunked_causal_product(q, k, v, chunk_size=4)
+    (grad_q,) = torch.autograd.grad(out.pow(2).sum(), q, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad_q.sum().backward()
