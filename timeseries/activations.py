@@ -19,28 +19,27 @@ import torch
 from core.analysis.activations import collect_projections, save_projections
 from timeseries.batching import evaluation_batches, gather
 from timeseries.data import load_uea
-from timeseries.train import RESULT, build_model
-
-WEIGHTS = "model_best.pt"
+from timeseries.train import BEST_WEIGHTS, RESULT, build_model
 
 
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None):
     """The model of a finished run (its selected weights, eval mode) and its data set.
 
+    A holdout run's data are read with the default validation split (``result.json`` does not record
+    ``--val-ratio`` and ``--split-seed``).
+
     Raises:
         FileNotFoundError: when ``run_dir`` lacks ``result.json`` or ``model_best.pt`` (the run has not finished).
     """
     run_dir = Path(run_dir)
-    for name in (RESULT, WEIGHTS):
+    for name in (RESULT, BEST_WEIGHTS):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} not found: expected the folder of a finished run "
                                     "(python -m timeseries writes <out>/<dataset>/<protocol>/<model>/seed<seed>)")
     identity = json.loads((run_dir / RESULT).read_text())["identity"]
-    config = identity["settings"]
-    data = load_uea(identity["dataset"], data_dir, identity["protocol"], config.get("val_ratio", 0.2),
-                    config.get("split_seed", 1337))
-    model = build_model(config, identity["model"], data)
-    model.load_state_dict(torch.load(run_dir / WEIGHTS, map_location="cpu"))
+    data = load_uea(identity["dataset"], data_dir, identity["protocol"])
+    model = build_model(identity["settings"], identity["model"], data)
+    model.load_state_dict(torch.load(run_dir / BEST_WEIGHTS, map_location="cpu"))
     return model.eval(), data
 
 

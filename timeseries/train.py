@@ -37,6 +37,7 @@ CHECKPOINT = "checkpoint.pt"
 class TimeLimitReached(RuntimeError):
     """Raised after the epoch that crossed the deadline, once its checkpoint is saved; rerunning resumes."""
 RESULT = "result.json"
+BEST_WEIGHTS = "model_best.pt"  # the selected weights of a finished run
 
 
 def build_model(config: dict[str, Any], model_name: str, data: UEAData) -> UEAClassifier:
@@ -259,7 +260,7 @@ def _finish(model, data, state, identity, run_dir: Path, device, eval_batch_size
     """Evaluate the selected weights on the test file, save them and write ``result.json``."""
     model.load_state_dict(state["best_state"])
     test_loss, test_acc = evaluate(model, data.test, device, eval_batch_size, trim)
-    torch.save(state["best_state"], run_dir / "model_best.pt")
+    torch.save(state["best_state"], run_dir / BEST_WEIGHTS)
     result = {
         "dataset": data.name,
         "model": identity["model"],
