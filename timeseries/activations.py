@@ -25,8 +25,8 @@ from timeseries.train import BEST_WEIGHTS, RESULT, build_model
 def load_trained_run(run_dir: str | Path, data_dir: str | None = None):
     """The model of a finished run (its selected weights, eval mode) and its data set.
 
-    A holdout run's data are read with the default validation split (``result.json`` does not record
-    ``--val-ratio`` and ``--split-seed``).
+    A holdout run's data are read with the validation split its ``result.json`` records (runs written before
+    the split was recorded get ``load_uea``'s defaults, which are also the command line's).
 
     Raises:
         FileNotFoundError: when ``run_dir`` lacks ``result.json`` or ``model_best.pt`` (the run has not finished).
@@ -36,8 +36,10 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} not found: expected the folder of a finished run "
                                     "(python -m timeseries writes <out>/<dataset>/<protocol>/<model>/seed<seed>)")
-    identity = json.loads((run_dir / RESULT).read_text())["identity"]
-    data = load_uea(identity["dataset"], data_dir, identity["protocol"])
+    result = json.loads((run_dir / RESULT).read_text())
+    identity = result["identity"]
+    split = {key: result["data"][key] for key in ("val_ratio", "split_seed") if key in result.get("data", {})}
+    data = load_uea(identity["dataset"], data_dir, identity["protocol"], **split)
     model = build_model(identity["settings"], identity["model"], data)
     model.load_state_dict(torch.load(run_dir / BEST_WEIGHTS, map_location="cpu"))
     return model.eval(), data

@@ -153,6 +153,7 @@ class UEAData:
         max_len: L, the longest training series; longer validation/test series are clipped to it.
         num_features: C.
         standardizer: the normalisation fitted on ``train``.
+        split: the holdout split's ``{"val_ratio": ..., "split_seed": ...}``; None in the paper protocol.
     """
 
     name: str
@@ -164,9 +165,11 @@ class UEAData:
     max_len: int
     num_features: int
     standardizer: Standardizer
+    split: dict | None = None
 
     def summary(self) -> dict:
-        return {
+        """Sizes of the splits; a holdout run also records its split (enough to read the same data again)."""
+        summary = {
             "dataset": self.name,
             "protocol": self.protocol,
             "train": len(self.train),
@@ -176,6 +179,9 @@ class UEAData:
             "features": self.num_features,
             "max_len": self.max_len,
         }
+        if self.split is not None:
+            summary.update(self.split)
+        return summary
 
 
 def pad_series(series: list[np.ndarray], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,4 +277,5 @@ def load_uea(
         max_len=max_len,
         num_features=channels,
         standardizer=standardizer,
+        split={"val_ratio": val_ratio, "split_seed": split_seed} if protocol == "holdout" else None,
     )

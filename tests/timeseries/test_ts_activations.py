@@ -1,10 +1,12 @@
 """Saving a trained run's attention activations for the random-feature accuracy sweep."""
 
+import numpy as np
 import torch
 
 from core.bench.approx import load_activations
 from timeseries.activations import load_trained_run, main
 from timeseries.cli import main as timeseries_main
+from timeseries.data import load_uea
 
 
 def test_a_finished_run_gives_the_first_layers_queries_keys_values_and_mask(toy_root, tmp_path, capsys):
@@ -34,3 +36,18 @@ def test_a_finished_run_gives_the_first_layers_queries_keys_values_and_mask(toy_
 def test_a_folder_without_a_finished_run_is_reported(tmp_path, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_holdout_run_is_read_back_with_its_own_validation_split(toy_root, tmp_path):
+    root, _ = toy_root
+    out = tmp_path / "runs"
+    assert timeseries_main(["--dataset", "Toy", "--data-dir", str(root), "--model", "transformer", "--seeds", "1",
+                            "--protocol", "holdout", "--val-ratio", "0.5", "--split-seed", "7", "--epochs", "1",
+                            "--d-model", "16", "--num-heads", "2", "--ffn-dim", "32", "--out", str(out),
+                            "--no-progress"]) == 0
+    _, data = load_trained_run(out / "Toy" / "holdout" / "transformer" / "seed1", root)
+    default_split = load_uea("Toy", root, "holdout")
+    assert data.split == {"val_ratio": 0.5, "split_seed": 7}
+    assert len(data.val) == len(data.train) and len(default_split.val) < len(default_split.train)
+    # the run's standardisation was fitted on its own training part; reading it back refits the same numbers
+    np.testing.assert_allclose(data.standardizer.mean, load_uea("Toy", root, "holdout", 0.5, 7).standardizer.mean)
