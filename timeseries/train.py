@@ -51,9 +51,8 @@ def build_model(config: dict[str, Any], model_name: str, data: UEAData) -> UEACl
             "ksvd_reduction": "sample",
             "original_padding": config["original_padding"],
             "save_projections": True,  # UEA series are short: keeping q and k beats recomputing them
-            "real_tokens_only": not config["original_padding"],
         },
-        "softmax": {"attention_dropout": config["dropout"], "real_tokens_only": not config["original_padding"]},
+        "softmax": {"attention_dropout": config["dropout"]},
     }
     return UEAClassifier(
         data.num_features,

@@ -15,7 +15,6 @@ from torch import nn
 from core.nn.dropout import Dropout
 from core.ops.masks import check_key_padding_mask
 from core.ops.projections import shared_input_projections
-from core.ops.token_rows import gather_rows, real_token_rows, scatter_rows
 
 
 def check_dims(dim: int, num_heads: int) -> None:
@@ -42,17 +41,7 @@ class ProjectedAttention(nn.Module):
         out_bias (bool): bias in the output projection. Default: True.
         dropout (float): dropout on the attention output (before ``out_proj``). Default: 0.
         uses_values (bool): whether the mechanism has a value projection. Default: True.
-        real_tokens_only (bool): with a key padding mask, run the q/k/v and output projections on the real tokens
-            only; padded tokens get zero queries, keys, values and outputs. Real tokens' outputs are unchanged (the
-            mechanism honours the mask); the saving is the padded fraction of the projections. Only mechanisms
-            that run :meth:`forward` and :meth:`project_qkv` of this class, or declare
-            ``supports_real_tokens_only``, accept it. Default: False.
-
-    Raises:
-        ValueError: ``real_tokens_only`` for a mechanism with its own forward pass or projections.
     """
-
-    supports_real_tokens_only = False  # set by subclasses with their own forward pass that honour the option
 
     def __init__(
         self,
@@ -64,16 +53,9 @@ class ProjectedAttention(nn.Module):
         out_bias: bool = True,
         dropout: float = 0.0,
         uses_values: bool = True,
-        real_tokens_only: bool = False,
     ) -> None:
         super().__init__()
         check_dims(dim, num_heads)
-        cls = type(self)
-        own_path = cls.forward is not ProjectedAttention.forward or cls.project_qkv is not ProjectedAttention.project_qkv
-        if real_tokens_only and own_path and not cls.supports_real_tokens_only:
-            raise ValueError(f"{cls.__name__} runs its own forward pass or projections and does not support "
-                             "real_tokens_only; build it without that option")
-        self.real_tokens_only = bool(real_tokens_only)
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
@@ -111,36 +93,12 @@ class ProjectedAttention(nn.Module):
         b, h, n, d = t.shape
         return t.transpose(1, 2).reshape(b, n, h * d)
 
-    def project_qkv(
-        self, x: torch.Tensor, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Per-head queries, keys and values, each ``(B, H, N, Dh)`` (values None without ``v_proj``); one
-        accumulated input gradient for the projections (:func:`core.ops.projections.shared_input_projections`).
-        With ``rows`` (flat indices of the real tokens, ``(T,)``) only those tokens are projected; the others get
-        zeros."""
+        accumulated input gradient for the projections (:func:`core.ops.projections.shared_input_projections`)."""
         layers = [self.q_proj, self.k_proj] + ([self.v_proj] if self.v_proj is not None else [])
-        if rows is None:
-            projected = shared_input_projections(x, *layers)
-        else:
-            b, n, _ = x.shape
-            projected = [scatter_rows(t, rows, b, n) for t in shared_input_projections(gather_rows(x, rows), *layers)]
-        heads = [self.split_heads(t) for t in projected]
-        return heads[0], heads[1], heads[2] if self.v_proj is not None else None
-
-    def real_rows(self, key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """Flat indices of the real tokens ``(T,)`` when ``real_tokens_only`` is set and the mask pads something;
-        otherwise None (project every token)."""
-        if not self.real_tokens_only or key_padding_mask is None or bool(key_padding_mask.all()):
-            return None
-        return real_token_rows(key_padding_mask)
-
-    def project_out(self, merged: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """``out_proj(dropout(merged))`` for merged heads ``(B, N, D)``; with ``rows`` on those tokens only
-        (zeros elsewhere)."""
-        if rows is None:
-            return self.out_proj(self.dropout(merged))
-        out = self.out_proj(self.dropout(gather_rows(merged, rows)))
-        return scatter_rows(out, rows, merged.shape[0], merged.shape[1])
+        projected = [self.split_heads(t) for t in shared_input_projections(x, *layers)]
+        return projected[0], projected[1], projected[2] if self.v_proj is not None else None
 
     def attend(
         self,
@@ -164,10 +122,9 @@ class ProjectedAttention(nn.Module):
             torch.Tensor: ``(B, N, D)``.
         """
         mask = self.check_input(x, key_padding_mask)
-        rows = self.real_rows(mask)
-        q, k, v = self.project_qkv(x) if rows is None else self.project_qkv(x, rows)
+        q, k, v = self.project_qkv(x)
         out = self.attend(q, k, v, mask, x)
-        return self.project_out(self.merge_heads(out), rows)
+        return self.out_proj(self.dropout(self.merge_heads(out)))
 
     def projection_floor(self, x: torch.Tensor) -> torch.Tensor:
         """Only the projections this mechanism runs, without the attention core (the benchmark's GEMM floor)."""

@@ -27,7 +27,6 @@ from core.ops.linear import (
     linear_attention_step,
 )
 from core.ops.primal import cosine_features
-from core.ops.token_rows import gather_rows, scatter_rows
 from core.registry import register_attention
 
 
@@ -46,18 +45,11 @@ class _OneKVHead(ProjectedAttention):
             self.k_proj = nn.Linear(dim, self.head_dim, bias=bias)
             self.v_proj = nn.Linear(dim, self.head_dim, bias=bias)
 
-    supports_real_tokens_only = True  # project_qkv below projects only the given rows
-
-    def project_qkv(
-        self, x: torch.Tensor, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.one_kv_head:
-            return super().project_qkv(x, rows)
-        source = x if rows is None else gather_rows(x, rows)
-        q, k, v = (layer(source) for layer in (self.q_proj, self.k_proj, self.v_proj))
-        if rows is not None:
-            q, k, v = (scatter_rows(t, rows, x.shape[0], x.shape[1]) for t in (q, k, v))
-        return self.split_heads(q), k[:, None], v[:, None]  # keys and values (B, 1, N, Dh)
+            return super().project_qkv(x)
+        q = self.split_heads(self.q_proj(x))
+        return q, self.k_proj(x)[:, None], self.v_proj(x)[:, None]  # keys and values (B, 1, N, Dh)
 
 
 class _KernelLinearAttention(_OneKVHead):

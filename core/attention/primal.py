@@ -34,7 +34,6 @@ from core.ops.primal import (
     prefix_mean,
     projected_cosine_scores,
 )
-from core.ops.token_rows import gather_rows, scatter_rows
 from core.registry import register_attention
 
 KSVD_HISTORY = 16
@@ -50,8 +49,7 @@ KSVD_HISTORY = 16
     summary="asymmetric kernel SVD in primal form: [phi(q) W_e, phi(k) W_r] -> head (Chen et al., NeurIPS 2023)",
 )
 class PrimalAttention(ProjectedAttention):
-    """Primal-Attention layer (accepts ``real_tokens_only``: the non-causal form projects queries and keys, and
-    every form projects its outputs, on the real tokens only; ignored with ``original_padding``).
+    """Primal-Attention layer.
 
     Args:
         dim (int): model width D.
@@ -70,8 +68,6 @@ class PrimalAttention(ProjectedAttention):
             ``2 B N D`` more floats (worth it for short sequences). Default: False.
         **kwargs: ``qkv_bias``, ``out_bias``, ``dropout`` of :class:`ProjectedAttention`.
     """
-
-    supports_real_tokens_only = True
 
     def __init__(
         self,
@@ -122,12 +118,8 @@ class PrimalAttention(ProjectedAttention):
         samples = "" if self.causal else f", num_samples={self.num_samples}"
         return f"{super().extra_repr()}, low_rank={self.low_rank}{samples}"
 
-    def scores(
-        self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The projection scores e and r, token-major ``(B, N, H, s)`` each, for a checked ``x: (B, N, D)``.
-        With ``rows`` (flat indices of the real tokens) the non-causal form projects only those tokens; the
-        others get zero scores."""
+    def scores(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projection scores e and r, token-major ``(B, N, H, s)`` each, for a checked ``x: (B, N, D)``."""
         b, n, _ = x.shape
         mask = None if self.original_padding else key_padding_mask
         if self.causal:
@@ -139,7 +131,7 @@ class PrimalAttention(ProjectedAttention):
         weights = torch.cat([self.weight_e, self.weight_r], dim=-1)  # (H, n, 2s)
         weight_e, weight_r = data_dependent_weights(x, positions, weights, self.num_heads).split(self.low_rank, -1)
         return projected_cosine_scores(
-            x, self.q_proj, weight_e, self.k_proj, weight_r, self.num_heads, self.save_projections, rows
+            x, self.q_proj, weight_e, self.k_proj, weight_r, self.num_heads, self.save_projections
         )
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -153,15 +145,10 @@ class PrimalAttention(ProjectedAttention):
             torch.Tensor: ``(B, N, D)``.
         """
         mask = self.check_input(x, key_padding_mask)
-        rows = None if self.original_padding else self.real_rows(mask)
-        scores = torch.cat(self.scores(x, mask, None if self.causal else rows), dim=-1)  # [e, r]: (B, N, H, 2s)
+        scores = torch.cat(self.scores(x, mask), dim=-1)  # [e, r]: (B, N, H, 2s)
         s = self.low_rank
         self._record_ksvd(scores[..., :s], scores[..., s:], None if self.original_padding else mask)
-        if rows is None:
-            return self.mix_heads(scores)
-        b, n = mask.shape
-        packed = gather_rows(scores.flatten(-2), rows).unflatten(-1, (self.num_heads, 2 * s))  # (T, H, 2s)
-        return scatter_rows(self.mix_heads(packed), rows, b, n)
+        return self.mix_heads(scores)
 
     def mix_heads(self, scores: torch.Tensor) -> torch.Tensor:
         """``out_proj(concat_h Linear_{2s -> p}(scores_h))`` for token-major scores ``(..., H, 2s)`` -> ``(..., D)``.

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from core.nn.dropout import Dropout
-from core.ops.token_rows import gather_rows, real_token_rows, scatter_rows
 from core.registry import build_attention
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -88,8 +87,10 @@ class EncoderLayer(nn.Module):
         """The feed-forward block on ``x: (B, N, D)``, on the real tokens only if ``ffn_real_tokens_only``."""
         if not self.ffn_real_tokens_only or key_padding_mask is None:
             return self.ffn(x)
-        rows = real_token_rows(key_padding_mask)  # (T,)
-        return scatter_rows(self.ffn(gather_rows(x, rows)), rows, x.shape[0], x.shape[1])
+        flat = x.reshape(-1, x.shape[-1])  # (B N, D)
+        real = key_padding_mask.reshape(-1).nonzero().squeeze(1)  # (T,)
+        out = self.ffn(flat.index_select(0, real))  # (T, D)
+        return torch.zeros_like(flat, dtype=out.dtype).index_copy(0, real, out).view(x.shape)
 
 
 class DecoderBlock(nn.Module):

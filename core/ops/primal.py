@@ -19,8 +19,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.ops.token_rows import gather_rows, scatter_rows
-
 
 def cosine_features(x: torch.Tensor) -> torch.Tensor:
     """phi(x) = x / ||x||_2 over the last dim (the cosine kernel's feature map)."""
@@ -194,32 +192,30 @@ class _ProjectedCosineScores(torch.autograd.Function):
     """``(phi(x A_q^T + b_q) W_e, phi(x A_k^T + b_k) W_r)`` per head. By default it saves only x and the
     parameters: the projections and phi are recomputed in backward (two more ``N x D x D`` products). With
     ``save_projections`` the projections are kept instead (``2 B N D`` more floats, faster for short inputs).
-    With ``rows`` (flat indices of the real tokens) only those tokens are projected: the others get zero
-    projections, hence zero scores, and no gradient. The input gradient is accumulated in one buffer."""
+    The input gradient is accumulated in one buffer."""
 
     @staticmethod
     def forward(ctx, x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, num_heads: int,
-                save_projections: bool = False, rows: torch.Tensor | None = None):
+                save_projections: bool = False):
         b, n, d = x.shape
-        source = x.reshape(b * n, d) if rows is None else gather_rows(x, rows)  # (B N or T, D)
         outputs, projections = [], []
         for proj_weight, proj_bias, weight in ((q_weight, q_bias, weight_e), (k_weight, k_bias, weight_r)):
-            q = _tokens(F.linear(source, proj_weight, proj_bias), rows, b, n).view(b, n, num_heads, d // num_heads)
+            q = F.linear(x, proj_weight, proj_bias).view(b, n, num_heads, d // num_heads)
             outputs.append(_cosine_scores_forward(q, weight)[0])
             if save_projections:
                 projections.append(q)
             del q
         ctx.num_heads = num_heads
-        ctx.save_for_backward(x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, rows, *projections)
+        ctx.save_for_backward(x, q_weight, q_bias, weight_e, k_weight, k_bias, weight_r, *projections)
         return outputs[0], outputs[1]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_e, grad_r):
         x, *params = ctx.saved_tensors
-        params, rows, projections = params[:6], params[6], params[7:]
+        params, projections = params[:6], params[6:]
         b, n, d = x.shape
-        source = x.reshape(b * n, d) if rows is None else gather_rows(x, rows)  # (B N or T, D)
+        x2d = x.reshape(b * n, d)
         grads: list[torch.Tensor | None] = [None] * 7
         grad_x = None
         for branch, grad_scores in enumerate((grad_e, grad_r)):
@@ -229,8 +225,7 @@ class _ProjectedCosineScores(torch.autograd.Function):
             if projections:
                 q = projections[branch]
             else:
-                q = _tokens(F.linear(source, proj_weight, proj_bias), rows, b, n)
-                q = q.view(b, n, ctx.num_heads, d // ctx.num_heads)
+                q = F.linear(x, proj_weight, proj_bias).view(b, n, ctx.num_heads, d // ctx.num_heads)
             norm = q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
             grad_q, grads[3 + 3 * branch] = _cosine_scores_backward(
                 q, norm, weight, grad_scores, need_proj, need[2], overwrite_q=not projections
@@ -239,28 +234,18 @@ class _ProjectedCosineScores(torch.autograd.Function):
             if not need_proj:
                 continue
             grad_q = grad_q.reshape(b * n, d)
-            if rows is not None:  # the padded tokens' projections are constants
-                grad_q = grad_q.index_select(0, rows)
             if ctx.needs_input_grad[0]:
                 if grad_x is None:
                     grad_x = torch.matmul(grad_q, proj_weight)
                 else:
                     grad_x.addmm_(grad_q, proj_weight)
             if need[0]:
-                grads[1 + 3 * branch] = torch.matmul(grad_q.t(), source)
+                grads[1 + 3 * branch] = torch.matmul(grad_q.t(), x2d)
             if proj_bias is not None and need[1]:
                 grads[2 + 3 * branch] = grad_q.sum(dim=0)
             del grad_q
-        if grad_x is not None:
-            grads[0] = grad_x.view(b, n, d) if rows is None else scatter_rows(grad_x, rows, b, n)
-        return (*grads, None, None, None)
-
-
-def _tokens(projected: torch.Tensor, rows: torch.Tensor | None, batch: int, length: int) -> torch.Tensor:
-    """Projections of every token ``(B, N, D)`` from those of the projected rows (zeros at the others)."""
-    if rows is None:
-        return projected.view(batch, length, -1)
-    return scatter_rows(projected, rows, batch, length)
+        grads[0] = None if grad_x is None else grad_x.view(b, n, d)
+        return (*grads, None, None)
 
 
 class _CosineScores(torch.autograd.Function):
@@ -303,7 +288,6 @@ def projected_cosine_scores(
     weight_r: torch.Tensor,
     num_heads: int,
     save_projections: bool = False,
-    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Primal scores ``e = phi(q_proj(x)) W_e`` and ``r = phi(k_proj(x)) W_r``.
 
@@ -314,9 +298,6 @@ def projected_cosine_scores(
         num_heads (int): H.
         save_projections (bool): keep q and k (``[B, N, D]`` each) for backward instead of recomputing them
             from x: less time, more memory. Default: False (only x is kept).
-        rows (torch.Tensor, optional): flat indices ``b * N + t`` of the tokens to project, ``(T,)``
-            (:func:`core.ops.token_rows.real_token_rows`); the other tokens get zero scores and no gradient.
-            Default: None (every token).
 
     Returns:
         tuple: e and r, each ``[B, N, H, s]`` (float32 or wider under autocast, which the fused function does not
@@ -324,8 +305,8 @@ def projected_cosine_scores(
     """
     args = (x, q_proj.weight, q_proj.bias, weight_e, k_proj.weight, k_proj.bias, weight_r)
     if not torch.is_autocast_enabled(x.device.type):
-        return _ProjectedCosineScores.apply(*args, num_heads, save_projections, rows)
+        return _ProjectedCosineScores.apply(*args, num_heads, save_projections)
     dtype = torch.promote_types(x.dtype, torch.float32)
     with torch.autocast(x.device.type, enabled=False):
         args = tuple(None if t is None else t.to(dtype) for t in args)
-        return _ProjectedCosineScores.apply(*args, num_heads, save_projections, rows)
+        return _ProjectedCosineScores.apply(*args, num_heads, save_projections)

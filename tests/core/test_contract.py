@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import core
-from core.attention.base import ProjectedAttention, load_shared_projections
+from core.attention.base import load_shared_projections
 
 DIM, HEADS, N, B = 32, 4, 24, 3
 NAMES = core.list_attentions()
@@ -115,58 +115,6 @@ def test_padding_invariance(name, causal):
     for i, length in enumerate(lengths):
         alone = module(x[i : i + 1, :length])
         torch.testing.assert_close(out_x[i : i + 1, :length], alone, rtol=1e-9, atol=1e-10)
-
-
-@pytest.mark.parametrize("name", MASK_NAMES)
-@pytest.mark.parametrize("causal", [False, True])
-def test_real_tokens_only_changes_no_real_output_or_gradient(name, causal):
-    """Projecting only the real tokens (``real_tokens_only``) equals projecting every token, on the real tokens'
-    outputs and on every gradient; padded tokens get zero outputs. Mechanisms with their own forward pass or
-    projections that do not support it refuse the option."""
-    if causal and not core.attention_info(name).causal:
-        pytest.skip(f"{name} has no causal form")
-    cls = core.attention_class(name)
-    try:
-        packed = build(name, causal=causal, real_tokens_only=True)
-    except (ValueError, TypeError) as error:
-        assert "real_tokens_only" in str(error)
-        own_path = cls.forward is not ProjectedAttention.forward or cls.project_qkv is not ProjectedAttention.project_qkv
-        assert not issubclass(cls, ProjectedAttention) or own_path
-        pytest.skip(f"{name} refuses real_tokens_only: {error}")
-    assert_real_tokens_only_equivalent(build(name, causal=causal), packed)
-
-
-@pytest.mark.parametrize(
-    "name, options",
-    [("linear", {"one_kv_head": True}), ("cosine", {"one_kv_head": True}), ("efficient", {"one_kv_head": True}),
-     ("primal", {"save_projections": True}), ("primal", {"save_projections": True, "max_seq_len": 10})],
-)
-def test_real_tokens_only_with_options(name, options):
-    """The projection paths of non-default options: one shared key/value head; primal's saved projections."""
-    assert_real_tokens_only_equivalent(build(name, **options), build(name, real_tokens_only=True, **options))
-
-
-def assert_real_tokens_only_equivalent(plain: torch.nn.Module, packed: torch.nn.Module) -> None:
-    """Outputs at real tokens and all gradients of ``packed`` (built with real_tokens_only) equal those of
-    ``plain`` with the same parameters, in float64 and training mode."""
-    plain.load_state_dict(packed.state_dict())
-    lengths = [N, 15, 9]
-    mask = torch.arange(N)[None, :] < torch.tensor(lengths)[:, None]
-    weights = torch.randn(B, N, DIM, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    results = []
-    for module in (plain.train(), packed.train()):
-        x = inputs().requires_grad_(True)
-        torch.manual_seed(3)  # mechanisms that draw random features per training pass draw the same ones
-        out = module(x, key_padding_mask=mask)
-        loss = (out * weights * mask[..., None]).sum() + core.ksvd_loss(module)
-        loss.backward()
-        results.append((out.detach(), x.grad, {k: p.grad for k, p in module.named_parameters()}))
-    (out_plain, grad_plain, params_plain), (out_packed, grad_packed, params_packed) = results
-    torch.testing.assert_close(out_packed[mask], out_plain[mask], rtol=1e-9, atol=1e-10)
-    assert not out_packed[~mask].any()
-    torch.testing.assert_close(grad_packed, grad_plain, rtol=1e-9, atol=1e-10)
-    for key, grad in params_plain.items():
-        torch.testing.assert_close(params_packed[key], grad, rtol=1e-9, atol=1e-10, msg=key)
 
 
 @pytest.mark.parametrize("name", NAMES)
