@@ -38,7 +38,7 @@ def load_trained_run(run_dir: str | Path, data_dir: str | None = None):
                                     "(python -m timeseries writes <out>/<dataset>/<protocol>/<model>/seed<seed>)")
     result = json.loads((run_dir / RESULT).read_text())
     identity = result["identity"]
-    split = {key: result["data"][key] for key in ("val_ratio", "split_seed") if key in result.get("data", {})}
+    split = {key: result["data"][key] for key in ("val_ratio", "split_seed") if key in result["data"]}
     data = load_uea(identity["dataset"], data_dir, identity["protocol"], **split)
     model = build_model(identity["settings"], identity["model"], data)
     model.load_state_dict(torch.load(run_dir / BEST_WEIGHTS, map_location="cpu"))

@@ -32,12 +32,12 @@ from timeseries.model import UEAClassifier
 from timeseries.optim import FusedRAdam, clipped_step
 
 CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+BEST_WEIGHTS = "model_best.pt"  # the selected weights of a finished run
 
 
 class TimeLimitReached(RuntimeError):
     """Raised after the epoch that crossed the deadline, once its checkpoint is saved; rerunning resumes."""
-RESULT = "result.json"
-BEST_WEIGHTS = "model_best.pt"  # the selected weights of a finished run
 
 
 def build_model(config: dict[str, Any], model_name: str, data: UEAData) -> UEAClassifier:
