@@ -2,7 +2,8 @@
 
 The reference is written from the description (input projection times sqrt(d), learned positions, post-norm layers
 with a GELU feed-forward block, a final LayerNorm, GELU, padded steps zeroed, one linear layer over the flattened
-steps), with explicit softmax attention and the primal layer's transcription from ``tests/core/test_primal.py``.
+steps), with the explicit softmax of ``tests/core/test_softmax.py`` and the primal transcription of
+``tests/core/test_primal.py``.
 Two padding modes:
 
 - the official one (``mask_attention=False``): the padded batch goes through the layers unmasked; the mask acts only
@@ -21,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 import core
+from core.attention.primal import PrimalAttention
 from tests.core.test_primal import ksvd_transcription, transcription
+from tests.core.test_softmax import explicit_softmax
 from timeseries.model import UEAClassifier
 
 MAX_LEN, CHANNELS, CLASSES, WIDTH, HEADS = 12, 3, 4, 32, 4
@@ -36,14 +39,12 @@ def _layer_norm(x, norm):
 def _softmax_attention(m, x):
     """Per head softmax(q k^T / sqrt(p)) v over all steps of ``x: (B, n, d)``, then the output projection."""
     b, n, d = x.shape
-    p = d // HEADS
-    q, k, v = (x @ proj.weight.T + proj.bias for proj in (m.q_proj, m.k_proj, m.v_proj))
-    heads = []
-    for h in range(HEADS):
-        cols = slice(h * p, (h + 1) * p)
-        weights = torch.softmax(q[..., cols] @ k[..., cols].transpose(1, 2) / math.sqrt(p), dim=-1)
-        heads.append(weights @ v[..., cols])
-    return torch.cat(heads, -1) @ m.out_proj.weight.T + m.out_proj.bias
+
+    def heads(proj):  # (B, n, d) -> (B, H, n, p)
+        return (x @ proj.weight.T + proj.bias).view(b, n, HEADS, d // HEADS).transpose(1, 2)
+
+    mixed = explicit_softmax(heads(m.q_proj), heads(m.k_proj), heads(m.v_proj))
+    return mixed.transpose(1, 2).reshape(b, n, d) @ m.out_proj.weight.T + m.out_proj.bias
 
 
 def _encode(model, x):
@@ -53,7 +54,7 @@ def _encode(model, x):
     ksvd = []
     for layer in model.layers:
         attention = layer.attention
-        if isinstance(attention, core.attention.primal.PrimalAttention):
+        if isinstance(attention, PrimalAttention):
             mixed, e, r = transcription(attention, h, causal=False)
             ksvd.append((attention, e, r))
         else:
